@@ -1,0 +1,19 @@
+import django_filters
+
+from portal.core.filters import ListFilterSet
+from django.db.models import Q
+
+from portal.tenancy.models import Tenant
+
+
+class TenantFilter(ListFilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    is_active = django_filters.BooleanFilter(label="Active")
+    sort = django_filters.OrderingFilter(fields=(("name", "name"), ("slug", "slug"), ("created_at", "created"), ("member_count", "members")))
+
+    class Meta:
+        model = Tenant
+        fields = ["q", "is_active"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(slug__icontains=value) | Q(domains__domain__icontains=value)).distinct()

@@ -1,0 +1,20 @@
+"""URLs of a tenant host (<slug>.<base domain>)."""
+
+from django.urls import include, path
+
+from portal.core.urls import health_urlpatterns, tenant_urlpatterns
+from portal.tenancy.urls import switch_urlpatterns
+
+urlpatterns = [
+    *health_urlpatterns,
+    *tenant_urlpatterns,
+    *switch_urlpatterns,
+    path("", include("portal.tenancy.urls")),
+    path("", include("portal.audit.urls")),
+    path("accounts/", include("allauth.urls")),
+]
+
+handler400 = "portal.core.errors.bad_request"
+handler403 = "portal.core.errors.permission_denied"
+handler404 = "portal.core.errors.page_not_found"
+handler500 = "portal.core.errors.server_error"
