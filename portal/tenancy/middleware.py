@@ -44,8 +44,10 @@ class TenantAccessMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        tenant = request.tenant
+        tenant = getattr(request, "tenant", None)
         request.membership = None
+        if tenant is None:  # an unknown host let through for /health/ only
+            return self.get_response(request)
         if request.user.is_authenticated and request.session.get(SESSION_TENANT_KEY) != tenant.schema_name:
             logout(request)
         if tenant.is_public:
