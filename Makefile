@@ -1,0 +1,57 @@
+# Fieldwatch: `make run` serves the demo from nothing; `make test` runs the tests.
+# Without DATABASE_URL both start (or reuse) an embedded PostgreSQL under .data/; `make stop` stops it.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+HOST ?= 0.0.0.0
+
+.PHONY: run test venv db migrate seed stop vendor bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# The embedded server only when no DATABASE_URL names one.
+db: venv
+	@if [ -z "$$DATABASE_URL" ]; then $(PY) -m portal.embedded_db start >/dev/null && echo "embedded PostgreSQL running (.data/pg)"; fi
+
+migrate: db
+	$(PY) manage.py migrate --noinput -v0
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: export DEBUG ?= 1
+run: seed
+	@echo
+	@echo "Fieldwatch is starting:"
+	@echo "  public site and console  http://localhost:$(PORT)/"
+	@echo "  tenant acme              http://acme.localhost:$(PORT)/"
+	@echo "  tenant globex            http://globex.localhost:$(PORT)/"
+	@echo "Demo logins (also in .data/demo-logins.txt):"
+	@sed 's/^/  /' .data/demo-logins.txt 2>/dev/null || true
+	@echo "Ctrl-C stops web and worker; 'make stop' also stops the embedded database."
+	@echo
+	@trap 'kill 0' INT TERM EXIT; \
+	$(PY) manage.py run_huey & \
+	$(PY) manage.py runserver $(HOST):$(PORT) & \
+	wait
+
+test: db
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+stop:
+	@test -x $(PY) && $(PY) -m portal.embedded_db stop || true
+
+vendor:
+	npm ci && npm run vendor
+
+clean: stop
+	rm -rf .data staticfiles
