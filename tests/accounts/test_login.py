@@ -1,8 +1,10 @@
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY, format_hotp_value, hotp_value, yield_hotp_counters_from_time
 from django.test import Client
+from django_tenants.utils import schema_context
 
 from helpers import PASSWORD
+from portal.audit.models import AuditLog
 
 
 def totp_code(secret: str) -> str:
@@ -31,7 +33,7 @@ def test_sign_out(as_acme):
     assert client.get("/").status_code == 302
 
 
-def test_totp_enrolment_and_second_factor_sign_in(people):
+def test_totp_enrolment_and_second_factor_sign_in(people, django_capture_on_commit_callbacks):
     client = Client(HTTP_HOST="acme.localhost")
     client.post("/accounts/login/", {"login": "acme_admin@example.com", "password": PASSWORD})
     # enrolling a factor asks for the password again (allauth's reauthentication)
@@ -40,7 +42,8 @@ def test_totp_enrolment_and_second_factor_sign_in(people):
     page = client.get("/accounts/2fa/totp/activate/")
     assert page.status_code == 200
     secret = client.session[SECRET_SESSION_KEY]
-    response = client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
+    with django_capture_on_commit_callbacks(execute=True):  # allauth signals after commit
+        response = client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
     assert response.status_code == 302
     user = people["acme_admin"]
     assert Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
@@ -54,6 +57,9 @@ def test_totp_enrolment_and_second_factor_sign_in(people):
     response = fresh.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})
     assert response.status_code == 302
     assert fresh.get("/").status_code == 200
+    with schema_context("acme"):
+        actions = list(AuditLog.objects.filter(actor_email="acme_admin@example.com").values_list("action", flat=True))
+    assert "user.mfa_added" in actions and actions.count("user.signed_in") == 2
 
 
 def test_password_reset_sends_an_email(acme_client, people):

@@ -25,3 +25,14 @@ def test_health_is_503_when_the_queue_is_unreachable(db, monkeypatch):
     assert body["status"] == "error"
     assert body["checks"]["queue"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+def test_htmx_requests_get_an_error_fragment(as_acme):
+    client = as_acme("acme_viewer")
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and b"<html" in page.content
+    fragment = client.get("/no-such-page/", HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 404
+    assert b"<html" not in fragment.content and b"Not found" in fragment.content
+    denied = client.get("/members/", HTTP_HX_REQUEST="true")
+    assert denied.status_code == 403 and b"<html" not in denied.content
