@@ -98,3 +98,16 @@ def as_acme(acme_client, people):
         return sign_in(acme_client, people[name], "acme")
 
     return login
+
+
+@pytest.fixture
+def in_acme(db):
+    """Run the test inside acme's schema, as the callers of the telemetry core do."""
+    from django_tenants.utils import schema_context
+
+    from telemetry.ingest import sensor_cache
+
+    sensor_cache.clear()
+    with schema_context("acme"):
+        yield
+    sensor_cache.clear()
