@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from helpers import PASSWORD, sign_in
+from telemetry.ingest import sensor_cache
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
@@ -44,6 +45,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def clean_state():
     cache.clear()  # rate limits and hand-off nonces live in the cache
+    sensor_cache.clear()  # sensor ids of rolled-back tests must not be reused
     connection.set_schema_to_public()
     yield
     connection.set_schema_to_public()
@@ -105,9 +107,5 @@ def in_acme(db):
     """Run the test inside acme's schema, as the callers of the telemetry core do."""
     from django_tenants.utils import schema_context
 
-    from telemetry.ingest import sensor_cache
-
-    sensor_cache.clear()
     with schema_context("acme"):
         yield
-    sensor_cache.clear()
