@@ -335,7 +335,9 @@ def _server_user() -> tuple[int | None, int | None]:
     import pwd
 
     with _private_xdg_runtime_dir():
-        from pgserver.utils import ensure_user_exists  # lazily: pgserver is only needed here
+        from pgserver.utils import (
+            ensure_user_exists,  # lazily: pgserver is only needed here
+        )
 
     entry = ensure_user_exists(SYSTEM_USER)  # useradd -s /bin/bash pgserver, as pgserver does
     if entry is None:

@@ -19,7 +19,8 @@ DATA_DIR = BASE_DIR / ".data"
 VERSION = "0.1.0"
 
 # pytest imports this module with pytest already loaded; tests get fast, self-contained services.
-TESTING = "pytest" in sys.modules
+# Servers that tests start in their own process say so with FIELDWATCH_TESTING=1.
+TESTING = env.boolean("FIELDWATCH_TESTING", "pytest" in sys.modules)
 
 DEBUG = env.boolean("DEBUG", False)
 

@@ -10,9 +10,10 @@ from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-
 from helpers import PASSWORD, sign_in
+
 from telemetry.ingest import sensor_cache
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):

@@ -1,5 +1,7 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
+from urllib.parse import quote, urlencode
+
 from django.test import Client
 
 from portal.tenancy.middleware import SESSION_TENANT_KEY
@@ -18,14 +20,24 @@ def sign_in(client: Client, person, schema_name: str) -> Client:
 
 def database_url_for_tests() -> str:
     """DATABASE_URL of the test database, for the real processes (server, worker) a test starts."""
-    from urllib.parse import quote
+    from django.db import connection
 
-    from django.conf import settings
+    return database_url(connection.settings_dict)
 
-    db = settings.DATABASES["default"]
-    host = db.get("HOST") or db.get("OPTIONS", {}).get("host", "")
-    port = db.get("PORT") or db.get("OPTIONS", {}).get("port", 5432)
-    auth = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
-    if host.startswith("/"):  # a unix socket directory (the embedded server)
-        return f"postgresql://{auth}@/{db['NAME']}?host={quote(host)}&port={port}"
-    return f"postgresql://{auth}@{host}:{port}/{db['NAME']}"
+
+def database_url(db: dict) -> str:
+    """A DATABASE_URL for a Django DATABASES entry, such as dj-database-url parses it back.
+
+    OPTIONS become query parameters: the embedded PostgreSQL's URL puts its socket directory
+    and port there (?host=<dir>&port=5432), which land in OPTIONS, not HOST/PORT.
+    """
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    host, port = db.get("HOST") or "", str(db.get("PORT") or "")
+    options = {key: str(value) for key, value in (db.get("OPTIONS") or {}).items()}
+    if host.startswith("/"):  # a socket directory stays out of the netloc, as in embedded_db
+        options |= {"host": host} | ({"port": port} if port else {})
+        host = port = ""
+    netloc = f"{user}{password}@{host}" + (f":{port}" if port else "")
+    query = f"?{urlencode(options)}" if options else ""
+    return f"postgresql://{netloc}/{quote(db['NAME'])}{query}"

@@ -1,10 +1,9 @@
 import django_filters
-
-from portal.core.filters import ListFilterSet
 from django import forms
 from django.db.models import Q
 
 from portal.audit.models import AuditLog
+from portal.core.filters import ListFilterSet
 
 
 class AuditLogFilter(ListFilterSet):

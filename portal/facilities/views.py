@@ -13,7 +13,13 @@ from portal.core.charts import aggregate_chart, raw_chart
 from portal.core.editing import delete_view, form_view
 from portal.core.lists import Column, list_response, stream_csv
 from portal.facilities.filters import AssetFilter, SiteFilter
-from portal.facilities.forms import RANGES, AssetForm, BindingForm, ChartRangeForm, SiteForm
+from portal.facilities.forms import (
+    RANGES,
+    AssetForm,
+    BindingForm,
+    ChartRangeForm,
+    SiteForm,
+)
 from portal.facilities.models import Asset, DeviceBinding, Site
 from portal.tenancy.access import role_required
 from portal.tenancy.models import Role

@@ -1,8 +1,7 @@
 import django_filters
-
-from portal.core.filters import ListFilterSet
 from django.db.models import Q
 
+from portal.core.filters import ListFilterSet
 from portal.tenancy.models import Membership, Role
 
 

@@ -21,7 +21,14 @@ from portal.core.lists import Column, list_response
 from portal.tenancy.access import role_required
 from portal.tenancy.filters import MembershipFilter
 from portal.tenancy.forms import InviteForm, RoleForm
-from portal.tenancy.models import Invitation, InvitationError, Membership, Role, Tenant, accept_invitation
+from portal.tenancy.models import (
+    Invitation,
+    InvitationError,
+    Membership,
+    Role,
+    Tenant,
+    accept_invitation,
+)
 from portal.tenancy.tasks import send_invitation_email
 
 MEMBER_COLUMNS = [

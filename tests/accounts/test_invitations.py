@@ -6,8 +6,8 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
-
 from helpers import PASSWORD, sign_in
+
 from portal.accounts.models import User
 from portal.audit.models import AuditLog
 from portal.tenancy.models import Invitation, Membership, Role

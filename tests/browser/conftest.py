@@ -14,9 +14,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
+from helpers import database_url_for_tests
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,35 +31,6 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 START_TIMEOUT = 30  # seconds for the server to answer /health/
-
-# runserver with pytest imported first, so portal.settings takes its TESTING branch as it did in
-# this process: the personas' passwords are stored with the tests' MD5 hasher, which only that
-# branch accepts; mail goes to locmem and tasks run inline, as in the other tests.
-SERVE = """
-import runpy, sys
-import pytest
-sys.argv = ["manage.py", "runserver", "127.0.0.1:" + sys.argv[1], "--noreload", "--skip-checks"]
-runpy.run_path("manage.py", run_name="__main__")
-"""
-
-
-def database_url(db: dict) -> str:
-    """A DATABASE_URL for a Django DATABASES entry, such as dj-database-url parses it back.
-
-    OPTIONS become query parameters: the embedded PostgreSQL's URL puts its socket directory
-    and port there (?host=<dir>&port=5432), which land in OPTIONS, not HOST/PORT.
-    """
-    user = quote(db.get("USER") or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    host, port = db.get("HOST") or "", str(db.get("PORT") or "")
-    options = {key: str(value) for key, value in (db.get("OPTIONS") or {}).items()}
-    if host.startswith("/"):  # a socket directory stays out of the netloc, as in embedded_db
-        options |= {"host": host} | ({"port": port} if port else {})
-        host = port = ""
-    netloc = f"{user}{password}@{host}" + (f":{port}" if port else "")
-    query = f"?{urlencode(options)}" if options else ""
-    return f"postgresql://{netloc}/{quote(db['NAME'])}{query}"
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -92,16 +63,16 @@ def server_port(django_db_setup):
     DEBUG=1), wait for /health/ on the public host, and terminate the process at the end of the
     session (before pytest-django drops the test database).
     """
-    from django.db import connection
-
     port = free_port()
     env = os.environ | {
-        "DATABASE_URL": database_url(connection.settings_dict),
+        "DATABASE_URL": database_url_for_tests(),
+        "FIELDWATCH_TESTING": "1",  # test settings, as in this process: the personas' password hasher
         "DATABASE_CONN_MAX_AGE": "0",  # no idle connection keeps the test database from being dropped
         "DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    process = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], cwd=ROOT, env=env)
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_until_healthy(port, process)
         yield port

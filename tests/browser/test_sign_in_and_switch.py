@@ -4,9 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
-
 from helpers import PASSWORD
+from playwright.sync_api import expect
 
 pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),

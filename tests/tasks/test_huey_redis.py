@@ -15,7 +15,6 @@ import pytest
 import redis
 from django.utils import timezone
 from django_tenants.utils import schema_context
-
 from helpers import database_url_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]

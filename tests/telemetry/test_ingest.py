@@ -1,10 +1,17 @@
 from datetime import timedelta
 
 import pytest
-
 from telemetry_builders import NOW, reading
+
 from telemetry.ingest import ingest
-from telemetry.models import DeadLetter, Device, DirtyHour, Reading, Sensor, TelemetrySettings
+from telemetry.models import (
+    DeadLetter,
+    Device,
+    DirtyHour,
+    Reading,
+    Sensor,
+    TelemetrySettings,
+)
 
 
 def test_readings_are_written_and_devices_sensors_created_on_first_sight(in_acme):

@@ -2,6 +2,7 @@ import random
 from datetime import timedelta
 
 from telemetry_builders import NOW, reading
+
 from telemetry.ingest import ingest
 from telemetry.models import DailyRollup, HourlyRollup, Reading, Sensor
 from telemetry.queries import aggregate, latest_values, raw_readings

@@ -1,7 +1,7 @@
 from django.test import Client
 from django_tenants.utils import schema_context
-
 from helpers import sign_in
+
 from portal.audit.log import record
 from portal.audit.models import AuditLog
 

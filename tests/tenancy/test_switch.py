@@ -1,5 +1,4 @@
 from django.test import Client
-
 from helpers import sign_in
 
 
