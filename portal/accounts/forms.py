@@ -18,7 +18,7 @@ class SignupForm(AllauthSignupForm):
         label="Address",
         max_length=40,
         required=False,
-        help_text="Your organisation's web address: <address>.<domain>. Leave empty to derive it from the name.",
+        help_text="The first part of your organisation's web address (acme in acme.example.com). Leave empty to derive it from the name.",
     )
 
     field_order = ["organisation", "slug", "email", "password1", "password2"]

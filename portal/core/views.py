@@ -1,5 +1,9 @@
+import importlib
+import importlib.util
 from datetime import timedelta
+from functools import cache
 
+from django.apps import apps
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -7,8 +11,15 @@ from portal.audit.models import AuditLog
 from portal.tenancy.models import Invitation, Membership
 
 
+@cache
+def widget_providers() -> list:
+    """Each app may add dashboard cards with a `dashboard.widgets(request)` function."""
+    names = [f"{app.name}.dashboard" for app in apps.get_app_configs()]
+    return [importlib.import_module(name).widgets for name in names if importlib.util.find_spec(name)]
+
+
 def dashboard(request):
-    """The tenant's front page: counts and recent activity. Later fleets add their widgets."""
+    """The tenant's front page: each fleet's cards, members and recent activity."""
     tenant = request.tenant
     week_ago = timezone.now() - timedelta(days=7)
     context = {
@@ -16,6 +27,7 @@ def dashboard(request):
         "pending_invitations": Invitation.objects.pending().filter(tenant=tenant).count(),
         "changes_this_week": AuditLog.objects.filter(created_at__gte=week_ago).count(),
         "recent_activity": AuditLog.objects.all()[:10],
+        "widgets": [widget for provider in widget_providers() for widget in provider(request)],
     }
     return render(request, "core/dashboard.html", context)
 
