@@ -84,3 +84,9 @@ def test_members_table_partial_for_htmx(as_acme):
     assert b"<html" not in response.content
     assert b"acme_viewer@example.com" in response.content
     assert b"acme_owner@example.com" not in response.content
+
+
+def test_filter_form_submits_to_the_bare_path(as_acme):
+    """htmx appends the form's fields to hx-get; the current query string must not be repeated."""
+    response = as_acme("acme_admin").get("/members/?role=viewer")
+    assert b'hx-get="/members/"' in response.content and b'action="/members/"' in response.content
