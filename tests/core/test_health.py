@@ -36,3 +36,13 @@ def test_htmx_requests_get_an_error_fragment(as_acme):
     assert b"<html" not in fragment.content and b"Not found" in fragment.content
     denied = client.get("/members/", HTTP_HX_REQUEST="true")
     assert denied.status_code == 403 and b"<html" not in denied.content
+
+
+def test_server_errors_get_the_500_page(rf, acme):
+    from portal.core.errors import server_error
+
+    request = rf.get("/", HTTP_HOST="acme.localhost")
+    request.tenant = acme
+    response = server_error(request)
+    assert response.status_code == 500
+    assert b"Something went wrong" in response.content

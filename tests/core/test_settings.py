@@ -41,3 +41,24 @@ def test_a_bad_boolean_is_refused():
     result = start_django(DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_email_url_forms():
+    from portal.settings import email_settings
+
+    assert email_settings("console:")["EMAIL_BACKEND"].endswith("console.EmailBackend")
+    smtp = email_settings("smtp+tls://mailer%40example.com:s%3Acret@smtp.example.com:2587")
+    assert smtp["EMAIL_HOST"] == "smtp.example.com" and smtp["EMAIL_PORT"] == 2587
+    assert smtp["EMAIL_HOST_USER"] == "mailer@example.com" and smtp["EMAIL_HOST_PASSWORD"] == "s:cret"
+    assert smtp["EMAIL_USE_TLS"] and not smtp["EMAIL_USE_SSL"]
+    assert email_settings("smtps://mail.example.com")["EMAIL_PORT"] == 465
+
+
+def test_a_bad_email_url_is_refused():
+    import pytest
+    from django.core.exceptions import ImproperlyConfigured
+
+    from portal.settings import email_settings
+
+    with pytest.raises(ImproperlyConfigured, match="EMAIL_URL"):
+        email_settings("http://mail.example.com")
