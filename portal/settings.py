@@ -64,6 +64,7 @@ SHARED_APPS = [
     "portal.accounts",
     "portal.core",
     "portal.ops",
+    "telemetry",  # also in the public schema: it keeps the dead letters no tenant claims
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -80,7 +81,8 @@ TENANT_APPS = [
     "portal.audit",
     "portal.facilities",
 ]
-INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+# the bridge has no tables; it is an app for its management commands
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS] + ["bridge"]
 
 TENANT_MODEL = "tenancy.Tenant"
 TENANT_DOMAIN_MODEL = "tenancy.Domain"
@@ -174,6 +176,8 @@ else:
 HUEY["consumer"] = {"workers": env.integer("HUEY_WORKERS", 2), "worker_type": "thread"}
 
 MQTT_URL = env.string("MQTT_URL", "mqtt://127.0.0.1:1883")
+MQTT_PROTOCOL = env.string("MQTT_PROTOCOL", "5")
+MQTT_CA_FILE = env.string("MQTT_CA_FILE")
 
 # ---------------------------------------------------------------------------------------------
 # Accounts (django-allauth): email is the login; users live in the public schema.

@@ -1,5 +1,7 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
+import time
+
 from urllib.parse import quote, urlencode
 
 from django.test import Client
@@ -41,3 +43,17 @@ def database_url(db: dict) -> str:
     netloc = f"{user}{password}@{host}" + (f":{port}" if port else "")
     query = f"?{urlencode(options)}" if options else ""
     return f"postgresql://{netloc}/{quote(db['NAME'])}{query}"
+
+
+def count_in(schema: str, model, **filters) -> int:
+    from django_tenants.utils import schema_context
+
+    with schema_context(schema):
+        return model.objects.filter(**filters).count()
+
+
+def wait_for(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
