@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 0.0.0.0
+SIMULATE_RATE ?= 2
 
 .PHONY: run test venv db migrate seed stop vendor bench clean
 
@@ -37,10 +38,17 @@ run: seed
 	@echo "  tenant globex            http://globex.localhost:$(PORT)/"
 	@echo "Demo logins (also in .data/demo-logins.txt):"
 	@sed 's/^/  /' .data/demo-logins.txt 2>/dev/null || true
-	@echo "Ctrl-C stops web and worker; 'make stop' also stops the embedded database."
+	@echo "Ctrl-C stops everything; 'make stop' also stops the embedded database."
 	@echo
 	@trap 'kill 0' INT TERM EXIT; \
+	if ! $(PY) -m bridge.embedded_broker check; then \
+	  echo "no MQTT broker at $${MQTT_URL:-mqtt://127.0.0.1:1883}: starting the embedded one (MQTT 3.1.1)"; \
+	  $(PY) -m bridge.embedded_broker serve & \
+	  export MQTT_PROTOCOL=3.1.1; sleep 1; \
+	fi; \
 	$(PY) manage.py run_huey & \
+	$(PY) manage.py bridge & \
+	$(PY) manage.py simulate --rate $(SIMULATE_RATE) --duration 86400 & \
 	$(PY) manage.py runserver $(HOST):$(PORT) & \
 	wait
 

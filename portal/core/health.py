@@ -29,15 +29,41 @@ def check_queue() -> tuple[bool, str]:
 CHECKS = {"database": check_database, "queue": check_queue}
 
 
+def run_checks() -> tuple[bool, dict]:
+    results = {name: check() for name, check in CHECKS.items()}
+    healthy = all(ok for ok, _ in results.values())
+    return healthy, {name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()}
+
+
+def bridge_status() -> dict:
+    """Each bridge's last heartbeat: alive when it beat within ProcessHeartbeat.STALE_AFTER."""
+    from portal.core.models import ProcessHeartbeat
+
+    beats = [
+        {"name": b.name, "host": b.host, "alive": b.alive, "last_beat": b.beat_at.isoformat(), "stats": b.stats}
+        for b in ProcessHeartbeat.objects.filter(kind="bridge")
+    ]
+    return {"alive": sum(b["alive"] for b in beats), "known": len(beats), "processes": beats}
+
+
 @never_cache
 def health(request):
     started = time.monotonic()
-    results = {name: check() for name, check in CHECKS.items()}
-    healthy = all(ok for ok, _ in results.values())
-    body = {
-        "status": "ok" if healthy else "error",
-        "version": settings.VERSION,
-        "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()},
-        "ms": round((time.monotonic() - started) * 1000, 1),
-    }
+    healthy, checks = run_checks()
+    body = {"status": "ok" if healthy else "error", "version": settings.VERSION, "checks": checks,
+            "ms": round((time.monotonic() - started) * 1000, 1)}
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+@never_cache
+def health_detailed(request):
+    """The checks plus the processes around the web: are the MQTT bridges alive?"""
+    started = time.monotonic()
+    healthy, checks = run_checks()
+    body = {"status": "ok" if healthy else "error", "version": settings.VERSION, "checks": checks}
+    if checks["database"]["ok"]:
+        body["bridges"] = bridge_status()
+        if body["bridges"]["known"] and not body["bridges"]["alive"]:
+            body["status"] = "degraded"  # readings are not flowing in; the web still serves
+    body["ms"] = round((time.monotonic() - started) * 1000, 1)
     return JsonResponse(body, status=200 if healthy else 503)

@@ -46,3 +46,21 @@ def test_server_errors_get_the_500_page(rf, acme):
     response = server_error(request)
     assert response.status_code == 500
     assert b"Something went wrong" in response.content
+
+
+def test_detailed_health_says_whether_bridges_are_alive(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.core.models import ProcessHeartbeat
+
+    client = Client(HTTP_HOST="localhost")
+    assert client.get("/health/detailed/").json()["bridges"] == {"alive": 0, "known": 0, "processes": []}
+    ProcessHeartbeat.beat("bridge:a", "bridge", timezone.now(), {"messages": 5})
+    body = client.get("/health/detailed/").json()
+    assert body["status"] == "ok" and body["bridges"]["alive"] == 1
+    ProcessHeartbeat.objects.update(beat_at=timezone.now() - timedelta(minutes=5))
+    body = client.get("/health/detailed/").json()
+    assert body["status"] == "degraded" and body["bridges"]["alive"] == 0
+    assert body["bridges"]["processes"][0]["alive"] is False
