@@ -1,6 +1,7 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
 import time
+from pathlib import Path
 
 from urllib.parse import quote, urlencode
 
@@ -8,6 +9,7 @@ from django.test import Client
 
 from portal.tenancy.middleware import SESSION_TENANT_KEY
 
+ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery-staple"
 
 

@@ -113,3 +113,47 @@ def test_two_bridges_in_a_share_group_split_the_stream(start_bridge, publisher):
              timeout=20, what="both bridges to report work")
     assert readings_of("shared") == 6000
     assert first.stop() == 0 and second.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def sim_asset(bridge_tenant, django_db_blocker):
+    """A demo-like asset in the bridge's tenant, committed before any test transaction opens."""
+    from django_tenants.utils import schema_context
+
+    from portal.facilities.models import Asset, DeviceBinding, Site
+    from telemetry.models import Device, Sensor
+
+    with django_db_blocker.unblock(), schema_context("bridgetest"):
+        site = Site.objects.create(name="Sim Plant")
+        asset = Asset.objects.create(site=site, tag="SIM-1")
+        device = Device.objects.create(device_id="sim-gw")
+        DeviceBinding.objects.create(device=device, asset=asset)
+        Sensor.objects.create(device=device, key="supply_temp", unit="°C")
+        Sensor.objects.create(device=device, key="power", unit="kW")
+    return asset
+
+
+def test_the_simulators_data_shows_on_the_asset_page(start_bridge, broker, people, sim_asset):
+    import os
+    import subprocess
+    import sys
+
+    from django.test import Client
+    from helpers import ROOT, database_url_for_tests, sign_in
+
+    from portal.tenancy.models import Membership, Tenant
+
+    bridge = start_bridge()
+    env = os.environ | {"DATABASE_URL": database_url_for_tests(), "MQTT_URL": broker, "DEBUG": "1"}
+    simulated = subprocess.run([sys.executable, "manage.py", "simulate", "--tenants", "bridgetest", "--rate", "20", "--duration", "1.5"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert simulated.returncode == 0, simulated.stderr
+    assert "published" in simulated.stdout, simulated.stderr
+    wait_for(lambda: count_in("bridgetest", Reading, sensor__device__device_id="sim-gw") >= 10, what="simulated readings")
+    assert bridge.stop() == 0
+
+    Membership.objects.create(user=people["acme_viewer"], tenant=Tenant.objects.get(slug="bridgetest"), role="viewer")
+    client = sign_in(Client(HTTP_HOST="bridgetest.localhost"), people["acme_viewer"], "bridgetest")
+    response = client.get(f"/assets/{sim_asset.pk}/")
+    rows = {row["sensor"].key: row for row in response.context["sensor_rows"]}
+    assert rows["supply_temp"]["status"] == "fresh" and rows["power"]["value"] is not None
