@@ -65,6 +65,7 @@ SHARED_APPS = [
     "portal.core",
     "portal.ops",
     "telemetry",  # also in the public schema: it keeps the dead letters no tenant claims
+    "portal.devices",
     "allauth",
     "allauth.account",
     "allauth.mfa",

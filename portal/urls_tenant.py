@@ -11,6 +11,7 @@ urlpatterns = [
     *switch_urlpatterns,
     path("", include("portal.tenancy.urls")),
     path("", include("portal.audit.urls")),
+    path("", include("portal.devices.urls")),
     path("", include("portal.facilities.urls")),
     path("accounts/", include("allauth.urls")),
 ]

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from portal.devices import views
+
+urlpatterns = [
+    path("devices/", views.device_list, name="devices-device-list"),
+    path("devices/<int:pk>/", views.device_detail, name="devices-device-detail"),
+    path("explorer/", views.explorer, name="devices-explorer-query"),
+    path("explorer/sensors/", views.explorer_sensors, name="devices-explorer-sensors"),
+    path("explorer/export/", views.explorer_export, name="devices-explorer-export"),
+]
