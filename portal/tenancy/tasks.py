@@ -15,7 +15,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 def tenant_task(**task_options):
     def decorator(func):
-        @db_task(name=f"{func.__module__}.{func.__name__}", **task_options)
+        @db_task(name=func.__name__, **task_options)  # huey prefixes the module (copied by wraps)
         @functools.wraps(func)
         def task(schema_name: str, *args, **kwargs):
             with schema_context(schema_name):
@@ -41,7 +41,7 @@ def tenant_periodic_task(schedule, **task_options):
     def decorator(func):
         per_tenant = tenant_task(**task_options)(func)
 
-        @db_periodic_task(schedule, name=f"{func.__module__}.{func.__name__}.fan_out")
+        @db_periodic_task(schedule, name=f"{func.__name__}.fan_out")
         def fan_out():
             return enqueue_for_active_tenants(per_tenant)
 
