@@ -72,6 +72,8 @@ def list_response(request, filterset: FilterSet, template: str, columns: list[Co
         return stream_csv(rows, columns, filename)
     page = Paginator(rows, page_size).get_page(request.GET.get("page"))
     context = {"filter": filterset, "page": page, "rows": page.object_list, **(context or {})}
-    response = render(request, f"{template}#table" if request.htmx else template, context)
+    # htmx restoring history after a reload asks with HX-Request too, and needs the whole page
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, f"{template}#table" if partial else template, context)
     response["Vary"] = "HX-Request"
     return response

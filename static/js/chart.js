@@ -21,7 +21,8 @@
     const options = {
       width: Math.max(element.clientWidth, 300),
       height: Number(element.dataset.height || 260),
-      scales: { x: { time: true } },
+      // one point alone would stretch the axis over years: give it an hour either side
+      scales: { x: data.x.length === 1 ? { time: true, range: () => [data.x[0] - 3600, data.x[0] + 3600] } : { time: true } },
       axes: [{}, { values: (u, ticks) => ticks.map((v) => v + unit), size: 70 }],
       series: [{}].concat(data.series.map((s, i) => ({
         label: s.label, stroke: colours[i % colours.length], width: 1.5, spanGaps: false,

@@ -55,6 +55,7 @@ def test_detailed_health_says_whether_bridges_are_alive(db):
 
     from portal.core.models import ProcessHeartbeat
 
+    ProcessHeartbeat.objects.all().delete()  # other tests' bridges may have beaten
     client = Client(HTTP_HOST="localhost")
     assert client.get("/health/detailed/").json()["bridges"] == {"alive": 0, "known": 0, "processes": []}
     ProcessHeartbeat.beat("bridge:a", "bridge", timezone.now(), {"messages": 5})

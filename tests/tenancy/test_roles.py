@@ -90,3 +90,21 @@ def test_filter_form_submits_to_the_bare_path(as_acme):
     """htmx appends the form's fields to hx-get; the current query string must not be repeated."""
     response = as_acme("acme_admin").get("/members/?role=viewer")
     assert b'hx-get="/members/"' in response.content and b'action="/members/"' in response.content
+
+
+def test_htmx_history_restore_gets_the_whole_page(as_acme):
+    response = as_acme("acme_admin").get("/members/", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert b"<html" in response.content
+
+
+def test_audit_log_filters_by_action(as_acme, acme, people):
+    from django_tenants.utils import schema_context
+
+    from portal.audit.log import record
+
+    with schema_context("acme"):
+        record(None, "site.created", object_type="site", object_id="1", object_repr="North")
+        record(None, "asset.deleted", object_type="asset", object_id="2", object_repr="Old chiller")
+    response = as_acme("acme_admin").get("/audit/?action=site.created")
+    assert [e.action for e in response.context["rows"]] == ["site.created"]
+    assert b'<option value="asset.deleted">' in response.content

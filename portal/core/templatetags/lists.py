@@ -19,7 +19,7 @@ def sort_link(context, field: str, label: str):
     params.pop("page", None)
     query = params.urlencode()
     return format_html(
-        '<a href="?{}" hx-get="?{}" hx-target="#table" hx-push-url="true" class="link-body-emphasis text-decoration-none">{}{}</a>',
+        '<a href="?{}" hx-get="?{}" hx-target="#table" hx-swap="outerHTML" hx-push-url="true" class="link-body-emphasis text-decoration-none">{}{}</a>',
         query, query, label, arrow,
     )
 
