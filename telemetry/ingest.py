@@ -271,7 +271,8 @@ def touch_devices(last_seen: dict[int, datetime]) -> None:
 
 
 def dead_letter(reading: ReadingIn, source: str, rejected: Rejected) -> DeadLetter:
-    payload = reading.raw or repr({"device": reading.device, "sensor": reading.sensor, "ts": str(reading.ts), "value": reading.value})
+    fields = {"device": reading.device, "sensor": reading.sensor, "ts": reading.ts, "value": reading.value, "unit": reading.unit}
+    payload = reading.raw or json.dumps(fields, default=str)
     return DeadLetter(source=source, topic=reading.topic[:300], payload=payload, reason=rejected.reason, detail=rejected.detail[:300])
 
 

@@ -2,7 +2,6 @@
 
 import time
 from pathlib import Path
-
 from urllib.parse import quote, urlencode
 
 from django.test import Client

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.devices import views
+from portal.devices import deadletters, settings_views, views
 
 urlpatterns = [
     path("devices/", views.device_list, name="devices-device-list"),
@@ -8,4 +8,7 @@ urlpatterns = [
     path("explorer/", views.explorer, name="devices-explorer-query"),
     path("explorer/sensors/", views.explorer_sensors, name="devices-explorer-sensors"),
     path("explorer/export/", views.explorer_export, name="devices-explorer-export"),
+    path("dead-letters/", deadletters.dead_letter_list, name="devices-deadletter-list"),
+    path("dead-letters/replay/", deadletters.dead_letter_replay, name="devices-deadletter-replay"),
+    path("settings/telemetry/", settings_views.telemetry_settings, name="devices-settings-edit"),
 ]

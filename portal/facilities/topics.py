@@ -120,3 +120,23 @@ def store(messages: list[Message], now: datetime | None = None) -> IngestResult:
             result.rejected += len(letters)
             result.reasons.update(letter.reason for letter in letters)
     return result
+
+
+def replay(letters, now: datetime | None = None) -> IngestResult:
+    """Send MQTT dead letters of the current tenant through decode() and store() again, after a
+    fix (a sensor's range widened, ingest rules changed…). What still fails becomes a new dead
+    letter with its reason; the replayed ones are marked so."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    slug = getattr(connection, "tenant", None) and connection.tenant.slug
+    messages = []
+    for letter in letters:
+        message = decode(letter.topic, letter.payload.encode(), now)
+        if message.tenant_slug != slug and not message.reason:
+            message.reason, message.detail, message.readings = "wrong_tenant", f"the topic names tenant {message.tenant_slug!r}", []
+        messages.append(message)
+    with transaction.atomic():
+        result = store(messages, now)
+        DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(replayed_at=now)
+    return result

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django_tenants.utils import schema_context
 from helpers import database_url_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,14 @@ def chiller(django_db_setup, django_db_blocker):
     """An asset with two devices and ten days of readings, committed for the server to see."""
     from portal.facilities.models import Asset, DeviceBinding, Site
     from telemetry.ingest import ReadingIn, ingest
-    from telemetry.models import DailyRollup, Device, DirtyHour, HourlyRollup, Reading, Sensor
+    from telemetry.models import (
+        DailyRollup,
+        Device,
+        DirtyHour,
+        HourlyRollup,
+        Reading,
+        Sensor,
+    )
     from telemetry.rollups import roll_up
 
     with django_db_blocker.unblock(), schema_context("acme"):

@@ -2,7 +2,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetry.formats import FormatError, parse_asset_payload, parse_sensor_payload, parse_timestamp
+from telemetry.formats import (
+    FormatError,
+    parse_asset_payload,
+    parse_sensor_payload,
+    parse_timestamp,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
