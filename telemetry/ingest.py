@@ -15,6 +15,7 @@ into ReadingIn values. ingest() does the rest in one transaction:
 5. mark the touched (sensor, hour) buckets for the rollup task and advance devices' last_seen.
 """
 
+import json
 import math
 import threading
 import time
