@@ -81,6 +81,7 @@ TENANT_APPS = [
     "telemetry",
     "portal.audit",
     "portal.facilities",
+    "portal.api",
 ]
 # the bridge has no tables; it is an app for its management commands
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS] + ["bridge"]
@@ -175,6 +176,17 @@ else:
         "immediate": HUEY_IMMEDIATE,
     }
 HUEY["consumer"] = {"workers": env.integer("HUEY_WORKERS", 2), "worker_type": "thread"}
+
+# Device HTTP API: requests per window per device / per API key ("count/seconds"), body limits,
+# the broker's webhook secret, and where large bulk uploads wait for the worker.
+FIELDWATCH_DEVICE_RATE = env.string("FIELDWATCH_DEVICE_RATE", "600/60")
+FIELDWATCH_KEY_RATE = env.string("FIELDWATCH_KEY_RATE", "1200/60")
+INGESTION_SECRET = env.string("INGESTION_SECRET")
+BULK_INLINE_BYTES = env.integer("FIELDWATCH_BULK_INLINE_BYTES", 1024 * 1024)
+BULK_MAX_BYTES = env.integer("FIELDWATCH_BULK_MAX_BYTES", 100 * 1024 * 1024)
+BULK_MAX_RATIO = env.integer("FIELDWATCH_BULK_MAX_RATIO", 100)
+API_TOKEN_SECONDS = env.integer("FIELDWATCH_API_TOKEN_SECONDS", 900)
+API_REFRESH_SECONDS = env.integer("FIELDWATCH_API_REFRESH_SECONDS", 7 * 86400)
 
 MQTT_URL = env.string("MQTT_URL", "mqtt://127.0.0.1:1883")
 MQTT_PROTOCOL = env.string("MQTT_PROTOCOL", "5")

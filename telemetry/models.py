@@ -4,6 +4,9 @@ Lives in every tenant's schema. Depends on nothing else of Fieldwatch: portal ap
 devices to their own objects (assets, machines, locks).
 """
 
+import hashlib
+import hmac
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +25,9 @@ class TelemetrySettings(models.Model):
     raw_retention_days = models.PositiveIntegerField(default=90, help_text="Raw readings older than this are deleted; rollups are kept.")
     future_window_seconds = models.PositiveIntegerField(default=300, help_text="Readings stamped further ahead than this are rejected.")
     auto_create_sensors = models.BooleanField(default=True, help_text="Create devices and sensors on first sight of their data.")
+    accept_tokenless_legacy = models.BooleanField(
+        default=True, help_text="Accept legacy form posts without a token from known MACs (old firmware cannot send one); they are flagged."
+    )
 
     class Meta:
         verbose_name_plural = "telemetry settings"
@@ -31,7 +37,22 @@ class TelemetrySettings(models.Model):
         return cls.objects.order_by("pk").first() or cls.objects.create()
 
 
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
 class DeviceQuerySet(models.QuerySet):
+    def for_token(self, raw: str):
+        """The device a raw bearer token belongs to, or None. The lookup is by hash, and the
+        hash is compared again in constant time, so timing tells nothing about other tokens."""
+        if not raw or len(raw) > 200:
+            return None
+        digest = hash_token(raw)
+        device = self.filter(token_hash=digest).first()
+        if device is None or not hmac.compare_digest(device.token_hash, digest):
+            return None
+        return device
+
     def online(self):
         return self.filter(last_seen__gte=timezone.now() - online_window())
 
@@ -54,6 +75,15 @@ class Device(models.Model):
     firmware = models.CharField(max_length=50, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True, db_index=True)  # online/offline filters
     created_at = models.DateTimeField(auto_now_add=True)
+    # HTTP identity: a device proves itself with a bearer token; only its SHA-256 is kept.
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    token_created_at = models.DateTimeField(null=True, blank=True)
+    token_last_used_at = models.DateTimeField(null=True, blank=True)
+    last_handshake_at = models.DateTimeField(null=True, blank=True)
+    provisioning_reset_at = models.DateTimeField(null=True, blank=True, help_text="Set by an admin: the next handshake by MAC gets a new token.")
+    assigned_at = models.DateTimeField(null=True, blank=True, help_text="When an admin registered the device; unset: unregistered.")
+    status = models.JSONField(default=dict, blank=True, help_text="Latest status the device reported: counters, RTC/SD, uptime, Wi-Fi.")
+    legacy_tokenless_at = models.DateTimeField(null=True, blank=True, help_text="Last legacy post accepted without a token.")
 
     objects = DeviceQuerySet.as_manager()
 
@@ -66,6 +96,24 @@ class Device(models.Model):
     @property
     def online(self) -> bool:
         return self.last_seen is not None and self.last_seen >= timezone.now() - online_window()
+
+    @property
+    def assigned(self) -> bool:
+        return self.assigned_at is not None
+
+    def issue_token(self) -> str:
+        """A new random token (32 bytes); the old one stops working. Returns the raw token, which
+        is shown once and never stored."""
+        raw = secrets.token_urlsafe(32)
+        self.token_hash = hash_token(raw)
+        self.token_created_at = timezone.now()
+        self.token_last_used_at = None
+        self.provisioning_reset_at = None
+        return raw
+
+    def revoke_token(self) -> None:
+        self.token_hash = None
+        self.token_created_at = None
 
 
 class Sensor(models.Model):
@@ -168,6 +216,7 @@ class DeadLetter(models.Model):
     topic = models.CharField(max_length=300, blank=True, help_text="MQTT topic or HTTP path it came on.")
     payload = models.TextField(help_text="The raw input, as received.")
     reason = models.CharField(max_length=40, db_index=True)
+    device_ref = models.CharField(max_length=100, blank=True, db_index=True, help_text="device id or MAC the input claimed, if any")
     detail = models.CharField(max_length=300, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
@@ -177,3 +226,34 @@ class DeadLetter(models.Model):
 
     def __str__(self):
         return f"{self.reason}: {self.detail or self.payload[:60]}"
+
+
+class DeviceEvent(models.Model):
+    """A usage event a device reported (a button press on a counting machine), stored once.
+
+    event_id is unique: a repeat, even 50 copies at once, creates nothing (the constraint
+    decides, not a check before the insert). Events of an unregistered device are stored too and
+    count once an admin registers it.
+    """
+
+    class Treatment(models.TextChoices):
+        BASIC = "BASIC", "Basic"
+        STANDARD = "STANDARD", "Standard"
+        PREMIUM = "PREMIUM", "Premium"
+
+    event_id = models.CharField(max_length=100, unique=True)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    event = models.CharField(max_length=50, default="treatment")
+    treatment = models.CharField(max_length=10, choices=Treatment.choices)
+    counter = models.BigIntegerField(null=True, blank=True)
+    ts = models.DateTimeField(help_text="When the device says it happened.")
+    firmware = models.CharField(max_length=50, blank=True)
+    source = models.CharField(max_length=10, default="api", help_text="api (JSON events) or legacy (form posts)")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+        indexes = [models.Index(fields=["device", "-ts"], name="event_device_time")]  # the device page's recent events
+
+    def __str__(self):
+        return self.event_id
