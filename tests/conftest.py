@@ -5,12 +5,19 @@ public tenant). Two tenants, acme and globex, and their people are created once 
 committed; each test then runs inside a transaction that is rolled back.
 """
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
 import pytest
 from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-from helpers import PASSWORD, sign_in
+from helpers import PASSWORD, ROOT, database_url_for_tests, sign_in
 
 from telemetry.ingest import sensor_cache
 
@@ -110,3 +117,60 @@ def in_acme(db):
 
     with schema_context("acme"):
         yield
+
+
+# --- a real server for tests that need one (browser, API fuzzing) -----------------------------
+START_TIMEOUT = 30  # seconds for the server to answer /health/
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(port: int, process: subprocess.Popen) -> None:
+    """Poll /health/ on the public host (localhost) until it answers 200."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/", headers={"Host": f"localhost:{port}"})
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the test server exited with {process.returncode}; see its output above")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the test server did not answer /health/ within {START_TIMEOUT}s")
+
+
+@pytest.fixture(scope="session")
+def server_port(django_db_setup):
+    """Start the site on a free port against the test database; yield the port; stop it.
+
+    Steps: build DATABASE_URL from the test database's settings, start runserver (test settings,
+    DEBUG=1), wait for /health/ on the public host, and terminate the process at the end of the
+    session (before pytest-django drops the test database).
+    """
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url_for_tests(),
+        "FIELDWATCH_TESTING": "1",  # test settings, as in this process: the personas' password hasher
+        "DATABASE_CONN_MAX_AGE": "0",  # no idle connection keeps the test database from being dropped
+        "DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        wait_until_healthy(port, process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

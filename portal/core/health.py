@@ -26,11 +26,38 @@ def check_queue() -> tuple[bool, str]:
         return False, f"{type(error).__name__}: {error}"[:200]
 
 
+def check_storage() -> tuple[bool, str]:
+    """The default storage (bulk uploads wait there) accepts a write and a delete."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    try:
+        name = default_storage.save("health/probe.txt", ContentFile(b"ok"))
+        default_storage.delete(name)
+        return True, "ok"
+    except Exception as error:
+        return False, f"{type(error).__name__}: {error}"[:200]
+
+
+def check_broker() -> tuple[bool, str]:
+    """The MQTT broker at MQTT_URL accepts a TCP connection."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(settings.MQTT_URL)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True, f"ok, {host}:{port}"
+    except OSError as error:
+        return False, f"{host}:{port}: {error}"[:200]
+
+
 CHECKS = {"database": check_database, "queue": check_queue}
 
 
-def run_checks() -> tuple[bool, dict]:
-    results = {name: check() for name, check in CHECKS.items()}
+def run_checks(checks=CHECKS) -> tuple[bool, dict]:
+    results = {name: check() for name, check in checks.items()}
     healthy = all(ok for ok, _ in results.values())
     return healthy, {name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()}
 
@@ -57,9 +84,11 @@ def health(request):
 
 @never_cache
 def health_detailed(request):
-    """The checks plus the processes around the web: are the MQTT bridges alive?"""
+    """The checks, storage and broker, and the processes around the web: are the bridges alive?
+    Only the database and the queue decide the status code; the rest is reported."""
     started = time.monotonic()
-    healthy, checks = run_checks()
+    healthy, checks = run_checks(CHECKS)
+    checks.update(run_checks({"storage": check_storage, "broker": check_broker})[1])
     body = {"status": "ok" if healthy else "error", "version": settings.VERSION, "checks": checks}
     if checks["database"]["ok"]:
         body["bridges"] = bridge_status()

@@ -1,0 +1,73 @@
+import hashlib
+import hmac
+import json
+
+import pytest
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from telemetry.models import DeadLetter, Reading
+
+SECRET = "webhook-secret-for-tests-0123456789abcdef"
+
+
+def signed(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post(body, secret=SECRET, host="acme.localhost", signature=None):
+    raw = json.dumps(body).encode()
+    headers = {"HTTP_X_DEVICE_TOKEN": signature if signature is not None else signed(raw, secret)}
+    return Client(HTTP_HOST=host).post("/ingest/", raw, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def secret(settings):
+    settings.INGESTION_SECRET = SECRET
+
+
+def item(**changes):
+    base = {"device_id": "ESP32-01", "sensor_id": "temp_001", "tenant": "acme", "value": 23.5, "unit": "°C",
+            "timestamp": "2026-11-20T12:00:00Z"}
+    return base | changes
+
+
+def test_a_signed_reading_is_stored(secret, db):
+    response = post(item())
+    assert response.status_code == 200, response.content
+    assert response.json()["written"] == 1
+    with schema_context("acme"):
+        assert Reading.objects.get().value == 23.5
+
+
+def test_a_list_keeps_the_good_items_and_dead_letters_the_bad(secret, db):
+    response = post([item(), item(timestamp="2026-11-20T12:01:00Z", value=24), item(sensor_id=None), item(tenant="globex"), "x"])
+    body = response.json()
+    assert (body["written"], body["rejected"]) == (2, 3)
+    with schema_context("acme"):
+        assert sorted(DeadLetter.objects.values_list("reason", flat=True)) == ["missing_field", "unknown_format", "wrong_tenant"]
+
+
+@pytest.mark.parametrize("configured, signature, code", [(True, "0" * 64, "bad_signature"), (True, "", "bad_signature"), (False, None, "webhook_not_configured")])
+def test_wrong_or_unconfigured_signature_is_401(settings, db, configured, signature, code):
+    settings.INGESTION_SECRET = SECRET if configured else ""
+    response = post(item(), signature=signature)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    with schema_context("acme"):
+        assert not Reading.objects.exists()
+
+
+def test_bad_input_is_a_clear_4xx(secret, db):
+    raw = b"{not json"
+    response = Client(HTTP_HOST="acme.localhost").post("/ingest/", raw, content_type="application/json", HTTP_X_DEVICE_TOKEN=signed(raw))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_json"
+    assert Client(HTTP_HOST="acme.localhost").get("/ingest/").status_code == 405
+
+
+def test_api_health_endpoints(db):
+    client = Client(HTTP_HOST="acme.localhost")
+    assert client.get("/api/v1/health").json()["status"] == "ok"
+    detailed = client.get("/api/v1/health/detailed").json()
+    assert set(detailed["checks"]) == {"database", "queue", "storage", "broker"}
+    assert detailed["checks"]["storage"]["ok"] is True
