@@ -9,7 +9,7 @@ aggregate points per query; a capped result says so (`capped`) and keeps the lat
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.utils import timezone
@@ -76,10 +76,14 @@ def aggregate(sensor_ids, start: datetime, end: datetime, bucket: str, *, combin
     group = "bucket" if combine else "sensor_id, bucket"
     select_sensor = "NULL::bigint" if combine else "sensor_id"
     width = f"{int(BUCKETS[bucket].total_seconds())} seconds"
+    # "Last" is the value of the newest row (on a tie, the larger value), taken as max() over
+    # [epoch, value] pairs: a plain aggregate, so PostgreSQL can hash the groups. The ordered
+    # array_agg(value ORDER BY ts DESC) sorted every group apart: over half the SQL time of a
+    # whole site's month of hours.
     raw = f"""
         SELECT {select_sensor} AS sensor_id, date_bin(%(width)s::interval, ts, 'epoch') AS bucket,
                count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
-               (array_agg(value ORDER BY ts DESC))[1] AS last_value, max(ts) AS last_ts
+               (max(ARRAY[date_part('epoch', ts), value]))[2] AS last_value, max(ts) AS last_ts
         FROM telemetry_reading
         WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(raw_from)s AND ts < %(end)s
         GROUP BY {group}"""
@@ -89,7 +93,8 @@ def aggregate(sensor_ids, start: datetime, end: datetime, bucket: str, *, combin
             params["raw_from"] = tail_start(cursor, sensor_ids, start, end, bucket, now)
             rolled = f"""
                 SELECT {select_sensor} AS sensor_id, bucket, sum(count) AS count, sum(sum) AS sum, min(min) AS min,
-                       max(max) AS max, (array_agg(last_value ORDER BY last_ts DESC))[1] AS last_value, max(last_ts) AS last_ts
+                       max(max) AS max, (max(ARRAY[date_part('epoch', last_ts), last_value]))[2] AS last_value,
+                       max(last_ts) AS last_ts
                 FROM {ROLLUP_TABLES[bucket]}
                 WHERE sensor_id = ANY(%(sensors)s) AND bucket >= %(start)s AND bucket < LEAST(%(raw_from)s, %(end)s)
                 GROUP BY {group}"""
@@ -97,14 +102,16 @@ def aggregate(sensor_ids, start: datetime, end: datetime, bucket: str, *, combin
         else:
             params["raw_from"] = start
             source = raw
+        # Buckets come back as epoch seconds: Django's timestamptz loader parses each one in
+        # Python (~5 µs), nearly half the time of a one-sensor month of hours.
         cursor.execute(
-            f"""SELECT sensor_id, bucket, sum / count, min, max, last_value, count FROM ({source}) AS points
-                ORDER BY bucket DESC, sensor_id LIMIT %(limit)s""",
+            f"""SELECT sensor_id, date_part('epoch', bucket)::bigint, sum / count, min, max, last_value, count
+                FROM ({source}) AS points ORDER BY bucket DESC, sensor_id LIMIT %(limit)s""",
             params,
         )
         rows = cursor.fetchall()
     capped = len(rows) > limit
-    points = [Point(*row) for row in reversed(rows[:limit])]
+    points = [Point(sensor_id, datetime.fromtimestamp(epoch, UTC), *values) for sensor_id, epoch, *values in reversed(rows[:limit])]
     return Result(points, capped, limit)
 
 
