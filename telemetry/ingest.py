@@ -114,6 +114,19 @@ class SensorCache:
 
 sensor_cache = SensorCache()
 
+RULES_SECONDS = 5
+_rules: dict[str, tuple[float, TelemetrySettings]] = {}
+
+
+def current_rules() -> TelemetrySettings:
+    """The tenant's TelemetrySettings, read at most every RULES_SECONDS per process (a query per
+    batch is measurable at ingest rates); a change saved in this process applies at once."""
+    schema = current_schema()
+    entry = _rules.get(schema)
+    if entry is None or entry[0] < time.monotonic():
+        entry = _rules[schema] = (time.monotonic() + RULES_SECONDS, TelemetrySettings.current())
+    return entry[1]
+
 
 def current_schema() -> str:
     return getattr(connection, "schema_name", "public")
@@ -283,7 +296,7 @@ def ingest(readings, *, source: str, auto_create: bool | None = None, now: datet
     result = IngestResult()
     if not readings:
         return result
-    rules = TelemetrySettings.current()
+    rules = current_rules()
     auto_create = rules.auto_create_sensors if auto_create is None else auto_create
     now = now or timezone.now()
     newest = now + timedelta(seconds=rules.future_window_seconds)
@@ -332,6 +345,17 @@ def forget_cached_sensors(sender, **kwargs):
     sensor_cache.clear()
 
 
+def forget_cached_rules(sender, **kwargs):
+    _rules.clear()
+
+
+def clear_caches() -> None:
+    """Forget every cached sensor and rule (tests roll back what the caches remember)."""
+    sensor_cache.clear()
+    _rules.clear()
+
+
 models.signals.post_save.connect(forget_cached_sensors, sender=Sensor)
 models.signals.post_delete.connect(forget_cached_sensors, sender=Sensor)
 models.signals.post_delete.connect(forget_cached_sensors, sender=Device)
+models.signals.post_save.connect(forget_cached_rules, sender=TelemetrySettings)

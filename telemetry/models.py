@@ -150,7 +150,7 @@ class Reading(models.Model):
     """
 
     pk = models.CompositePrimaryKey("sensor_id", "ts")
-    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")  # the primary key (sensor_id, …) serves sensor lookups
     ts = models.DateTimeField()
     value = models.FloatField()
 
@@ -165,7 +165,7 @@ class Reading(models.Model):
 class RollupBase(models.Model):
     """Aggregates of one sensor over one bucket; avg is sum / count."""
 
-    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")  # the primary key (sensor_id, …) serves sensor lookups
     bucket = models.DateTimeField()
     count = models.IntegerField()
     sum = models.FloatField()
@@ -198,7 +198,7 @@ class DirtyHour(models.Model):
     """
 
     pk = models.CompositePrimaryKey("sensor_id", "bucket")
-    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    sensor = models.ForeignKey(Sensor, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")  # the primary key (sensor_id, …) serves sensor lookups
     bucket = models.DateTimeField()
 
 

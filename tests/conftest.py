@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import Client
 from helpers import PASSWORD, ROOT, database_url_for_tests, sign_in
 
-from telemetry.ingest import sensor_cache
+from telemetry.ingest import clear_caches
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def clean_state():
     cache.clear()  # rate limits and hand-off nonces live in the cache
-    sensor_cache.clear()  # sensor ids of rolled-back tests must not be reused
+    clear_caches()  # sensor ids and rules of rolled-back tests must not be reused
     connection.set_schema_to_public()
     yield
     connection.set_schema_to_public()
