@@ -33,16 +33,27 @@ class DeviceFilter(ListFilterSet):
         choices=[("online", "Online"), ("offline", "Offline")], method="by_status", empty_label="Online or offline", label="Status"
     )
     firmware = django_filters.ChoiceFilter(choices=firmware_choices, empty_label="Any firmware")
+    registration = django_filters.ChoiceFilter(
+        choices=[("registered", "Registered"), ("unregistered", "Unregistered")], method="by_registration",
+        empty_label="Registered or not", label="Registration",
+    )
     sort = DeviceOrderingFilter(
         fields=(("device_id", "device_id"), ("name", "name"), ("last_seen", "last_seen"), ("firmware", "firmware")), label="Sort"
     )
 
     class Meta:
         model = Device
-        fields = ["q", "kind", "status", "firmware"]
+        fields = ["q", "kind", "status", "firmware", "registration"]
 
     def search(self, queryset, name, value):
         return queryset.filter(Q(device_id__icontains=value) | Q(name__icontains=value) | Q(mac__icontains=value))
 
     def by_status(self, queryset, name, value):
         return queryset.online() if value == "online" else queryset.offline()
+
+    def by_registration(self, queryset, name, value):
+        # unregistered: devices that handshook over the device API and wait for an admin; one
+        # that only reports over MQTT has nothing to wait for and is in neither list
+        if value == "registered":
+            return queryset.filter(assigned_at__isnull=False)
+        return queryset.filter(assigned_at__isnull=True, last_handshake_at__isnull=False)

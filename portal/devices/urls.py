@@ -5,6 +5,12 @@ from portal.devices import deadletters, settings_views, views
 urlpatterns = [
     path("devices/", views.device_list, name="devices-device-list"),
     path("devices/<int:pk>/", views.device_detail, name="devices-device-detail"),
+    path("devices/<int:pk>/register/", views.device_action, {"action": "register"}, name="devices-device-register"),
+    path("devices/<int:pk>/unregister/", views.device_action, {"action": "unregister"}, name="devices-device-unregister"),
+    path("devices/<int:pk>/rotate-token/", views.device_action, {"action": "rotate-token"}, name="devices-device-rotate-token"),
+    path("devices/<int:pk>/revoke-token/", views.device_action, {"action": "revoke-token"}, name="devices-device-revoke-token"),
+    path("devices/<int:pk>/reset-provisioning/", views.device_action, {"action": "reset-provisioning"},
+         name="devices-device-reset-provisioning"),
     path("explorer/", views.explorer, name="devices-explorer-query"),
     path("explorer/sensors/", views.explorer_sensors, name="devices-explorer-sensors"),
     path("explorer/export/", views.explorer_export, name="devices-explorer-export"),

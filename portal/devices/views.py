@@ -1,31 +1,35 @@
 """Pages about devices and their telemetry, shared by every kind of fleet.
 
-Reading pages only: TenantAccessMiddleware has already refused non-members, and every role may
-read, so these views need no role check. A device of another tenant is not in this schema at
-all, so it is a 404 like any missing one.
+Reading pages need no role check: TenantAccessMiddleware has already refused non-members, and
+every role may read. The device actions (register, tokens, provisioning) are for admins. A
+device of another tenant is not in this schema at all, so it is a 404 like any missing one.
 """
 
 import csv
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
-from django.utils.cache import patch_vary_headers
+from django.utils import dateformat, timezone
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from portal.audit.log import record
 from portal.core.charts import aggregate_chart, raw_chart
 from portal.core.lists import PAGE_SIZE, Column, Echo, format_cell, list_response
 from portal.devices.filters import DeviceFilter
 from portal.devices.forms import BUCKET_CHOICES, RAW, ExplorerForm, local_input
+from portal.tenancy.access import role_required
+from portal.tenancy.models import Role
 from telemetry import queries
-from telemetry.models import Device, Sensor, online_window
+from telemetry.models import DeadLetter, Device, Sensor, online_window
 
 DEVICE_COLUMNS = [
     Column("device_id", "device_id"),
@@ -35,9 +39,12 @@ DEVICE_COLUMNS = [
     Column("last_seen", "last_seen"),
     Column("firmware", "firmware"),
     Column("mac", "mac"),
+    Column("registered", lambda device: "yes" if device.assigned else "no"),
     Column("sensors", "sensor_count"),
 ]
 EXPORT_CHUNK = 2000  # CSV lines per chunk written to the client
+RECENT = 20  # events and rejected requests on a device's page
+NEW_TOKEN_KEY = "fieldwatch_new_device_token"  # a token rotated on the page, until the next page shows it once
 
 
 def get_device(pk: int) -> Device:
@@ -70,7 +77,120 @@ def device_detail(request, pk):
     for sensor in sensors:
         ts, value = latest.get(sensor.pk, (None, None))
         rows.append(SensorRow(sensor, ts, value, ts is not None and now - ts <= online_window()))
-    return render(request, "devices/detail.html", {"device": device, "sensor_rows": rows})
+    context = {
+        "device": device,
+        "sensor_rows": rows,
+        "status": status_rows(device.status),
+        "events": device.events.order_by("-ts", "-id")[:RECENT],
+        # refused device API requests name the device by its id or, before it has one, its MAC
+        "rejected": DeadLetter.objects.filter(device_ref__in=[ref for ref in (device.device_id, device.mac) if ref])
+                    .order_by("-received_at", "-id")[:RECENT],
+        "new_token": pop_new_token(request, device),
+    }
+    response = render(request, "devices/detail.html", context)
+    if context["new_token"]:
+        add_never_cache_headers(response)  # the raw token must not outlive this one page
+    return response
+
+
+STATUS_LABELS = {  # the keys the device API writes into Device.status, in the order the page lists them
+    "current_count_basic": "Count basic", "current_count_standard": "Count standard", "current_count_premium": "Count premium",
+    "on_time_basic": "On-time basic", "on_time_standard": "On-time standard", "on_time_premium": "On-time premium",
+    "rtc_available": "RTC", "sd_card_available": "SD card", "wifi_connected": "Wi-Fi connected", "wifi_rssi": "Wi-Fi RSSI (dBm)",
+    "uptime_seconds": "Uptime", "mode": "Last post mode", "device_timestamp": "Device clock", "reported_at": "Status posted",
+    "heartbeat_at": "Last heartbeat",
+}
+
+
+def status_rows(status) -> list[tuple[str, str]]:
+    """The device's latest reported status as (label, text): known keys first, in a fixed order;
+    times in the portal's time zone, uptime as days and hours."""
+    if not isinstance(status, dict):
+        return []
+    order = list(STATUS_LABELS)
+    keys = sorted(status, key=lambda key: (order.index(key) if key in STATUS_LABELS else len(order), key))
+    return [(STATUS_LABELS.get(key) or key.replace("_", " ").capitalize(), status_text(key, status[key])) for key in keys]
+
+
+def status_text(key: str, value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "uptime_seconds" and isinstance(value, int):
+        return str(timedelta(seconds=value))
+    if key.endswith(("_at", "_timestamp")) and isinstance(value, str):
+        try:
+            return dateformat.format(timezone.localtime(datetime.fromisoformat(value)), "Y-m-d H:i:s")
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return str(value)
+
+
+def pop_new_token(request, device: Device) -> str:
+    """The token an admin just rotated for this device, once: it leaves the session here."""
+    pending = request.session.get(NEW_TOKEN_KEY)
+    if not pending or pending.get("device") != device.pk:
+        return ""
+    del request.session[NEW_TOKEN_KEY]
+    return pending["token"]
+
+
+# --- Device actions (admins) --------------------------------------------------------------------
+
+
+def register(request, device: Device) -> str:
+    if device.assigned_at is None:
+        device.assigned_at = timezone.now()
+        device.save(update_fields=["assigned_at"])
+        record(request, "device.registered", device)
+    return f"{device.device_id} is registered: its usage events count, earlier ones included."
+
+
+def unregister(request, device: Device) -> str:
+    if device.assigned_at is not None:
+        device.assigned_at = None
+        device.save(update_fields=["assigned_at"])
+        record(request, "device.unregistered", device)
+    return f"{device.device_id} is unregistered: its events are still stored but do not count until it is registered again."
+
+
+def rotate_token(request, device: Device) -> str:
+    raw = device.issue_token()
+    device.save(update_fields=["token_hash", "token_created_at", "token_last_used_at", "provisioning_reset_at"])
+    record(request, "device.token_rotated", device)  # never the token itself
+    request.session[NEW_TOKEN_KEY] = {"device": device.pk, "token": raw}
+    return f"{device.device_id} has a new token; the old one no longer works. Copy the token below now: it is shown only once."
+
+
+def revoke_token(request, device: Device) -> str:
+    device.revoke_token()
+    device.save(update_fields=["token_hash", "token_created_at"])
+    record(request, "device.token_revoked", device)
+    return f"The token of {device.device_id} is revoked. To let it handshake again, reset its provisioning."
+
+
+def reset_provisioning(request, device: Device) -> str:
+    device.provisioning_reset_at = timezone.now()
+    device.save(update_fields=["provisioning_reset_at"])
+    record(request, "device.provisioning_reset", device)
+    return f"The next handshake from {device.mac or device.device_id} gets a new token; its current token works until then."
+
+
+DEVICE_ACTIONS = {
+    "register": register,
+    "unregister": unregister,
+    "rotate-token": rotate_token,
+    "revoke-token": revoke_token,
+    "reset-provisioning": reset_provisioning,
+}
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def device_action(request, pk, action):
+    """One of DEVICE_ACTIONS on a device (the URL names it), audited; back to the device's page."""
+    device = get_device(pk)
+    messages.success(request, DEVICE_ACTIONS[action](request, device))
+    return redirect("devices-device-detail", pk=device.pk)
 
 
 # --- Telemetry explorer ---------------------------------------------------------------------
