@@ -180,8 +180,8 @@ def resolve_sensors(readings: list[ReadingIn], auto_create: bool) -> dict[tuple[
         if auto_create and len(loaded) < len(missing):
             create_missing(readings, missing - loaded.keys())
             loaded = load_sensors(missing)
-        for pair, info in loaded.items():
-            sensor_cache.put((schema, *pair), info)
+        # remembered once committed: a rolled-back batch may have created some of these sensors
+        transaction.on_commit(lambda: [sensor_cache.put((schema, *pair), info) for pair, info in loaded.items()])
         found.update(loaded)
     return found
 
@@ -194,7 +194,10 @@ def checked_value(reading: ReadingIn, sensor: SensorInfo | None) -> float:
     value = reading.value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected("invalid_value", f"value {value!r} is not a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise Rejected("invalid_value", "value is too large for a number") from None
     if not math.isfinite(value):
         raise Rejected("not_finite", f"value {value} is not a finite number")
     if sensor.min_value is not None and value < sensor.min_value:
