@@ -15,9 +15,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Func, JSONField, Value
 from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.http.request import RawPostDataException
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -38,6 +40,7 @@ HANDSHAKE_RATE_MAC = "10/60"  # handshakes per MAC address; a device needs one p
 HANDSHAKE_RATE_IP = "120/60"  # per client address: a site's devices behind one NAT all boot at once
 REJECTED_RATE = "120/60"  # dead letters per client address, so a flood of bad requests cannot fill the table
 TOUCH_EVERY = timedelta(seconds=5)  # last_seen / token_last_used_at are written at most this often
+TREATMENTS = tuple(DeviceEvent.Treatment.values)  # computed once: the enum builds the list on every access
 LEGACY_MODES = {"BASIC": "1", "STANDARD": "2", "PREMIUM": "3"}  # mode -> its countN / typeN fields
 MAX_BIGINT = 2**63 - 1
 
@@ -99,7 +102,7 @@ def body_excerpt(request, response) -> str:
     try:
         raw = request.body
     except RawPostDataException:  # a multipart post was parsed as a stream; its fields are what is left
-        raw = request.POST.urlencode().encode()
+        raw = request.POST.urlencode().encode()  # empty if it could not be parsed
     return clean_text(raw[:PAYLOAD_LIMIT].decode("utf-8", errors="replace"))
 
 
@@ -113,6 +116,14 @@ def claimed(value, mac: bool = False) -> str:
     if not isinstance(value, str):
         return ""
     return (mac and normalise_mac(value)) or value.strip()[:100]
+
+
+def form_data(request):
+    """The body as a form post (urlencoded or multipart); ApiError 400 if it cannot be read."""
+    try:
+        return request.POST
+    except (MultiPartParserError, SuspiciousOperation) as error:  # also too many fields
+        raise ApiError(400, "malformed_form", f"The body is not a readable form post: {error}") from None
 
 
 def json_object(request, empty_ok: bool = False) -> dict:
@@ -430,7 +441,7 @@ def events(request):
         fields = Fields(data)
         event_id = fields.text("event_id", 100)
         event = fields.text("event", 50, required=False) or "treatment"
-        treatment = fields.choice("treatment", DeviceEvent.Treatment.values)
+        treatment = fields.choice("treatment", TREATMENTS)
         counter = fields.integer("counter")
         ts = fields.timestamp("ts")
         firmware = fields.text("firmware", 50, required=False)
@@ -453,7 +464,7 @@ def legacy_iot(request):
     Authenticated by the device's token when it sends one; without, a known MAC is accepted
     (and flagged on its page) while the tenant's telemetry settings allow it.
     """
-    data = request.POST
+    data = form_data(request)
     request.device_ref = claimed(data.get("macaddr"), mac=True)
     fields = Fields(data)
     mode = fields.choice("mode", [*LEGACY_MODES, "status"])

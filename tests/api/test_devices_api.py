@@ -409,9 +409,35 @@ def test_malformed_legacy_posts_are_400_and_kept(token, changes, field):
     assert letter.reason == "invalid_legacy_post" and field in letter.detail
 
 
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data", b"no boundary"),
+        ("multipart/form-data; boundary=", b"--\r\n"),
+        ("application/x-www-form-urlencoded", b"&".join([b"a=1"] * 1500)),  # more fields than Django parses
+        ("application/x-www-form-urlencoded", b"mode=%ff%fe&macaddr=\xff\x00"),
+    ],
+)
+def test_unreadable_form_bodies_are_400_json(token, content_type, body):
+    response = Client(HTTP_HOST="acme.localhost").post(LEGACY, body, content_type=content_type)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert error_code(response) in ("malformed_form", "invalid_legacy_post")
+    assert len(in_acme(DeadLetter)) == 1
+
+
 def test_json_sent_to_the_legacy_endpoint_is_400(token):
     response = post_json(LEGACY, {"mode": "BASIC", "macaddr": MAC})
     assert response.status_code == 400
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(fields=st.dictionaries(
+    st.sampled_from(["mode", "macaddr", "type1", "type2", "type3", "count1", "count2", "count3", "timestamp", "rtc_available", "sd_available"]),
+    st.text(max_size=30) | st.sampled_from(["BASIC", "status", MAC, "2024-01-15 14:30:25", "true", "-1", "1e400", "nan", "99999999999999999999"]),
+))
+def test_no_form_post_makes_a_server_error(token, fields):
+    response = post_form(fields)
+    assert response.status_code in (200, 400, 404, 409), response.content
 
 
 # --- heartbeat --------------------------------------------------------------------------------------
@@ -441,6 +467,15 @@ def test_a_heartbeat_may_be_empty_and_keeps_what_a_status_post_reported(token):
 def test_a_heartbeat_for_another_device_is_403_and_without_token_401(token):
     assert post_json(heartbeat_url("esp32-999"), {}, token=token).status_code == 403
     assert post_json(heartbeat_url(), {}).status_code == 401
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["uptime", "wifi", "rssi", "connected", "firmware"]), inner, max_size=4),
+                         max_leaves=8))
+def test_no_heartbeat_body_makes_a_server_error(token, body):
+    response = post_json(heartbeat_url(), body, token=token)
+    assert response.status_code in (200, 400), response.content
 
 
 @pytest.mark.parametrize("body, field", [({"uptime": -1}, "uptime"), ({"wifi": "up"}, "wifi"), ({"wifi": {"rssi": "strong"}}, "wifi.rssi"),
