@@ -96,6 +96,7 @@ ROOT_URLCONF = "portal.urls_tenant"
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+TENANT_LIMIT_SET_CALLS = True  # SET search_path once per request and schema, not per cursor
 
 MIDDLEWARE = [
     "portal.tenancy.middleware.TenantHostMiddleware",

@@ -6,6 +6,7 @@ from portal.core.urls import health_urlpatterns, tenant_urlpatterns
 from portal.tenancy.urls import switch_urlpatterns
 
 urlpatterns = [
+    path("", include("portal.api.urls")),  # first: device requests are the hot path
     *health_urlpatterns,
     *tenant_urlpatterns,
     *switch_urlpatterns,

@@ -19,6 +19,7 @@ from django.db import connection
 from django.test import Client
 from helpers import PASSWORD, ROOT, database_url_for_tests, sign_in
 
+from portal.tenancy.middleware import forget_hosts
 from telemetry.ingest import clear_caches
 
 
@@ -54,6 +55,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 def clean_state():
     cache.clear()  # rate limits and hand-off nonces live in the cache
     clear_caches()  # sensor ids and rules of rolled-back tests must not be reused
+    forget_hosts()  # a tenant suspended in a rolled-back test is active again
     connection.set_schema_to_public()
     yield
     connection.set_schema_to_public()

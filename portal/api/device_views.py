@@ -29,8 +29,13 @@ from portal.api import ratelimit
 from portal.api.auth import authenticate_device, bearer
 from portal.api.endpoint import ApiError, api_endpoint, check_rate, json_body
 from portal.audit.log import client_ip
-from portal.core.errors import json_error
-from telemetry.models import DeadLetter, Device, DeviceEvent, TelemetrySettings, hash_token
+from telemetry.models import (
+    DeadLetter,
+    Device,
+    DeviceEvent,
+    TelemetrySettings,
+    hash_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -537,8 +542,3 @@ def heartbeat(request, device_id):
     status = {"uptime_seconds": uptime, "wifi_rssi": rssi, "wifi_connected": connected, "heartbeat_at": now.isoformat()}
     touch(device, now, firmware, status=merged_status(status), last_seen=now, token_last_used_at=now)
     return JsonResponse({"status": "ok"})
-
-
-def _pending(request, *args, **kwargs):
-    """Placeholder of endpoints still being built elsewhere (they import it from here)."""
-    return json_error(501, "not_ready", "This endpoint is being built.")

@@ -1,3 +1,6 @@
+import copy
+import time
+
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
@@ -21,8 +24,28 @@ OPEN_PREFIXES = ("/accounts/", "/invitations/", "/health/", "/static/")
 DEVICE_PREFIXES = ("/api/", "/ingest/")
 
 
+HOST_CACHE_SECONDS = 10
+_hosts: dict[str, tuple[float, object]] = {}
+
+
+def forget_hosts(**kwargs) -> None:
+    """A tenant or domain changed in this process: route afresh (other processes within seconds)."""
+    _hosts.clear()
+
+
 class TenantHostMiddleware(TenantMainMiddleware):
-    """Route by host; an unknown host gets a clear 404 page (and /health/ still answers)."""
+    """Route by host; an unknown host gets a clear 404 page (and /health/ still answers).
+
+    Host → tenant is looked up at most every HOST_CACHE_SECONDS per process: a query per
+    request is a measurable share of a device API call. A suspension reaches other processes
+    within that time."""
+
+    def get_tenant(self, domain_model, hostname):
+        entry = _hosts.get(hostname)
+        if entry is None or entry[0] < time.monotonic():
+            tenant = super().get_tenant(domain_model, hostname)
+            entry = _hosts[hostname] = (time.monotonic() + HOST_CACHE_SECONDS, tenant)
+        return copy.copy(entry[1])  # each request gets its own instance to annotate
 
     def no_tenant_found(self, request, hostname):
         if request.path == "/health/":
