@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from portal.api.endpoint import ApiError, api_endpoint, json_body
 from portal.core import health as core_health
-from telemetry.formats import FormatError, parse_timestamp
 from telemetry import ingest as ingest_path
+from telemetry.formats import FormatError, parse_timestamp
 from telemetry.ingest import ReadingIn
 from telemetry.models import DeadLetter
 

@@ -4,7 +4,15 @@ import gzip
 import json
 
 import pytest
-from api.bulk_helpers import BULK_URL, equipment, gz, make_key, post, stamp, whitespace_bomb
+from api.bulk_helpers import (
+    BULK_URL,
+    equipment,
+    gz,
+    make_key,
+    post,
+    stamp,
+    whitespace_bomb,
+)
 from django.core.files.storage import default_storage
 from django_tenants.utils import schema_context
 from helpers import count_in
