@@ -30,7 +30,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")  # this process only sets up and cleans up; the servers run with DEBUG=0
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/fieldwatch_bulkbench")
@@ -56,18 +56,7 @@ SENSOR_KINDS = [  # (sensor_tipo, start, step of the random walk, low, high)
 ]
 
 
-def ensure_database(url: str) -> None:
-    """CREATE DATABASE when the bench database does not exist yet."""
-    from urllib.parse import urlparse
-
-    import psycopg
-    from psycopg import sql
-
-    name = urlparse(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
+from common import ensure_database, free_port  # noqa: E402
 
 ensure_database(os.environ["DATABASE_URL"])
 
@@ -84,12 +73,6 @@ from portal.api.models import ApiKey  # noqa: E402
 from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 from telemetry.models import Reading  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drop_bench_tenant() -> None:

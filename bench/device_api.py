@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")  # this process only sets up and counts; gunicorn runs with DEBUG=0
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/fieldwatch_devbench")
@@ -45,18 +46,7 @@ SLUG = "bench-devapi"
 PATH = "/api/device/events/"
 
 
-def ensure_database(url: str) -> None:
-    """CREATE DATABASE when the bench database does not exist yet."""
-    from urllib.parse import urlparse
-
-    import psycopg
-    from psycopg import sql
-
-    name = urlparse(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
+from common import ensure_database, free_port  # noqa: E402
 
 ensure_database(os.environ["DATABASE_URL"])
 
@@ -71,12 +61,6 @@ from django_tenants.utils import schema_context  # noqa: E402
 from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 from telemetry.models import Device, DeviceEvent  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -211,6 +195,7 @@ async def drive(load: Load, connections: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-bulk", action="store_true", help="only the events figures, not bench/bulk_upload.py after them")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
@@ -261,6 +246,10 @@ def main() -> None:
     print(f"figure device_events_rate {rate:.0f} events/s goal 1500")
     print(f"figure device_events_errors {load.errors} count goal 0")
     print(f"figure device_events_duplicates {duplicates} count goal 0")
+    if not args.skip_bulk:
+        # the other half of this API's figures: a 50 MB gzip bulk upload, end to end
+        subprocess.run([sys.executable, str(ROOT / "bench" / "bulk_upload.py")], check=True,
+                       env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
 
 
 if __name__ == "__main__":
