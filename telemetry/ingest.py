@@ -32,7 +32,7 @@ from telemetry.models import DeadLetter, Device, Sensor, TelemetrySettings
 CACHE_SECONDS = 60
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1.5 µs a reading at bridge rates
 class ReadingIn:
     """One reading as a source reported it. `raw` and `topic` are kept if it is rejected."""
 
