@@ -34,13 +34,13 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import drop_tenants  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
-from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 from telemetry.models import Device, Sensor  # noqa: E402
 from telemetry.queries import aggregate  # noqa: E402
@@ -194,9 +194,7 @@ def run(days: int, runs: int) -> dict[str, float]:
 
 
 def drop_bench_tenant() -> None:
-    connection.set_schema_to_public()
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug=SLUG)
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ SENSOR_KINDS = [  # (sensor_tipo, start, step of the random walk, low, high)
 ]
 
 
-from common import ensure_database, free_port  # noqa: E402
+from common import drop_tenants, ensure_database, free_port  # noqa: E402
 
 ensure_database(os.environ["DATABASE_URL"])
 
@@ -70,15 +70,12 @@ from django.db import connection  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
 from portal.api.models import ApiKey  # noqa: E402
-from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 from telemetry.models import Reading  # noqa: E402
 
 
 def drop_bench_tenant() -> None:
-    connection.set_schema_to_public()
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug=SLUG)
 
 
 def write_upload(path: Path, megabytes: float, sensors_per_equipment: int, every: int, rng: random.Random) -> tuple[int, int]:

@@ -19,3 +19,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def drop_tenants(**lookup) -> None:
+    """Drop the bench's tenants (schema and all), e.g. drop_tenants(slug="bench-pages")."""
+    from django.db import connection
+
+    from portal.tenancy.models import Tenant
+
+    connection.set_schema_to_public()
+    for tenant in Tenant.objects.filter(**lookup):
+        tenant.delete(force_drop=True)

@@ -46,7 +46,7 @@ SLUG = "bench-devapi"
 PATH = "/api/device/events/"
 
 
-from common import ensure_database, free_port  # noqa: E402
+from common import drop_tenants, ensure_database, free_port  # noqa: E402
 
 ensure_database(os.environ["DATABASE_URL"])
 
@@ -80,9 +80,7 @@ def children(pid: int) -> list[int]:
 
 
 def drop_bench_tenant() -> None:
-    connection.set_schema_to_public()
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug=SLUG)
 
 
 def start_gunicorn(port: int, host: str, args) -> subprocess.Popen:

@@ -36,13 +36,13 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import drop_tenants  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
-from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 from telemetry.ingest import ReadingIn, ingest, sensor_cache  # noqa: E402
 from telemetry.models import Device, Reading, Sensor  # noqa: E402
@@ -182,7 +182,7 @@ def run(readings: int, sample: int, dup_batches: int, rounds: int) -> dict[str, 
             started = time.perf_counter()
             readings_done = work()
             seconds = time.perf_counter() - started
-            assert count_readings() == stored
+            assert count_readings() == stored, (name, count_readings(), stored)
             rates[name].append(readings_done / seconds)
             print(f"  round {round_} {label}: {seconds:.2f} s, {readings_done / seconds:,.0f} readings/s")
     for name, got in rates.items():
@@ -191,9 +191,7 @@ def run(readings: int, sample: int, dup_batches: int, rounds: int) -> dict[str, 
 
 
 def drop_bench_tenant() -> None:
-    connection.set_schema_to_public()
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug=SLUG)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/aggregates.py'
 os.environ.setdefault("DEBUG", "1")
 
 import aggregates  # noqa: E402  (sets up Django)
+from common import drop_tenants  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -138,9 +139,7 @@ def run(runs: int) -> dict:
 
 
 def drop_bench_tenant() -> None:
-    connection.set_schema_to_public()
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug=SLUG)
     User.objects.filter(email=EMAIL).delete()
 
 

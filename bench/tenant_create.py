@@ -21,10 +21,10 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import drop_tenants  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from portal.tenancy.models import Tenant  # noqa: E402
 from portal.tenancy.provisioning import create_tenant  # noqa: E402
 
 PREFIX = "bench-tenant-"
@@ -40,8 +40,7 @@ def timed_creations(count: int, label: str) -> list[float]:
 
 
 def drop_bench_tenants() -> None:
-    for tenant in Tenant.objects.filter(slug__startswith=PREFIX):
-        tenant.delete(force_drop=True)
+    drop_tenants(slug__startswith=PREFIX)
 
 
 def main() -> None:

@@ -6,18 +6,14 @@ committed; each test then runs inside a transaction that is rolled back.
 """
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-from helpers import PASSWORD, ROOT, database_url_for_tests, sign_in
+from helpers import PASSWORD, database_url_for_tests, free_port, serving, sign_in
 
 from portal.tenancy.middleware import forget_hosts
 from telemetry.ingest import clear_caches
@@ -122,30 +118,6 @@ def in_acme(db):
 
 
 # --- a real server for tests that need one (browser, API fuzzing) -----------------------------
-START_TIMEOUT = 30  # seconds for the server to answer /health/
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(port: int, process: subprocess.Popen) -> None:
-    """Poll /health/ on the public host (localhost) until it answers 200."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/", headers={"Host": f"localhost:{port}"})
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the test server exited with {process.returncode}; see its output above")
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the test server did not answer /health/ within {START_TIMEOUT}s")
 
 
 @pytest.fixture(scope="session")
@@ -165,14 +137,5 @@ def server_port(django_db_setup):
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        wait_until_healthy(port, process)
+    with serving(command, env, port):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

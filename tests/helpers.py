@@ -1,6 +1,10 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
+import socket
+import subprocess
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -58,3 +62,46 @@ def wait_for(condition, timeout=60.0, what="condition"):
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+# --- real servers started by tests ------------------------------------------------------------
+START_TIMEOUT = 30  # seconds for a server to answer /health/
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(port: int, process: subprocess.Popen) -> None:
+    """Poll /health/ on the public host (localhost) until it answers 200."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/", headers={"Host": f"localhost:{port}"})
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the test server exited with {process.returncode}; see its output above")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the test server did not answer /health/ within {START_TIMEOUT}s")
+
+
+@contextmanager
+def serving(command: list[str], env: dict, port: int):
+    """Run a server process from the checkout until it answers /health/; stop it on exit."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        wait_until_healthy(port, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,32 +8,21 @@ committed (module fixture, removed at the end) rather than made in a test's tran
 import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from django_tenants.utils import schema_context
-from helpers import database_url_for_tests
+from helpers import database_url_for_tests, free_port, serving
 
 from telemetry.models import DeadLetter, Device, DeviceEvent
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30
 COPIES = 50
 MAC = "02:00:00:00:0A:01"
 NEW_MAC = "02:00:00:00:0A:02"
 
 pytestmark = pytest.mark.django_db
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(port, method, path, body=None, token=None, host="acme.localhost"):
@@ -63,26 +52,8 @@ def gunicorn_port(django_db_setup):
     }
     command = [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
                "--workers", "4", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"gunicorn exited with {process.returncode}"
-            try:
-                if request(port, "GET", "/health/", host="localhost")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer /health/"
-            time.sleep(0.2)
+    with serving(command, env, port):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
