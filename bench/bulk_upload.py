@@ -22,6 +22,7 @@ first byte sent to the job's end) and `figure bulk_upload_mb <n> MB goal -`.
 """
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import json
@@ -43,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")  # this process only sets up and cleans up; the servers run with DEBUG=0
-os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/fieldwatch_bulkbench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 SLUG = "bench-bulk"
@@ -56,48 +56,55 @@ SENSOR_KINDS = [  # (sensor_tipo, start, step of the random walk, low, high)
 ]
 
 
-from common import drop_tenants, ensure_database, free_port  # noqa: E402
+from common import drop_tenants, free_port, use_bench_database
 
-ensure_database(os.environ["DATABASE_URL"])
+use_bench_database("bulkbench")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django_tenants.utils import schema_context  # noqa: E402
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django_tenants.utils import schema_context
 
-from portal.api.models import ApiKey  # noqa: E402
-from portal.tenancy.provisioning import create_tenant  # noqa: E402
-from telemetry.models import Reading  # noqa: E402
+from portal.api.models import ApiKey
+from portal.tenancy.provisioning import create_tenant
+from telemetry.models import Reading
 
 
 def drop_bench_tenant() -> None:
     drop_tenants(slug=SLUG)
 
 
-def write_upload(path: Path, megabytes: float, sensors_per_equipment: int, every: int, rng: random.Random) -> tuple[int, int]:
+def write_upload(
+    path: Path, megabytes: float, sensors_per_equipment: int, every: int, rng: random.Random
+) -> tuple[int, int]:
     """Write seed 002's JSON list, gzip level 6, until the file holds `megabytes`; returns
     (equipment, readings). Each equipment reports for the last `span` at `every` seconds."""
     target = int(megabytes * 1024 * 1024)
     readings_per_sensor = 10_000
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    instants = [(end - timedelta(seconds=every * (readings_per_sensor - i))).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(readings_per_sensor)]
+    instants = [
+        (end - timedelta(seconds=every * (readings_per_sensor - i))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i in range(readings_per_sensor)
+    ]
     equipment = readings = 0
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
         out.write(b"[")
         while raw.tell() < target:
             sensors = [(str(uuid.uuid4()), *SENSOR_KINDS[n % len(SENSOR_KINDS)]) for n in range(sensors_per_equipment)]
             head = json.dumps({"equip_uuid": str(uuid.uuid4()), "equip_nome": f"Freezer {equipment + 1:04}"})[:-1]
-            out.write(("," if equipment else "") .encode() + head.encode() + b', "sensor": [')
+            out.write(("," if equipment else "").encode() + head.encode() + b', "sensor": [')
             values = [start for _, _, start, _, _, _ in sensors]
             parts = []
-            for i, stamp in enumerate(instants):
+            for stamp in instants:
                 for n, (sensor_uuid, kind, _, step, low, high) in enumerate(sensors):
                     values[n] = min(high, max(low, values[n] + rng.gauss(0, step)))
-                    parts.append(f'{{"sensor_uuid": "{sensor_uuid}", "sensor_tipo": "{kind}", "valor": {values[n]:.2f}, "timestamp": "{stamp}"}}')
+                    parts.append(
+                        f'{{"sensor_uuid": "{sensor_uuid}", "sensor_tipo": "{kind}", "valor": {values[n]:.2f}, "timestamp": "{stamp}"}}'
+                    )
             out.write(",".join(parts).encode() + b"]}")
             equipment += 1
             readings += len(parts)
@@ -120,13 +127,31 @@ def start_processes(port: int, host: str, workers: int, log: Path) -> list[subpr
     env = server_env()
     python = str(Path(sys.executable))
     web = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--timeout", "300", "--log-level", "warning"],
-        cwd=ROOT, env=env, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "portal.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     with open(log, "ab") as worker_log:  # the consumer logs every task; a file never fills up like a pipe
-        worker = subprocess.Popen([python, "manage.py", "run_huey"], cwd=ROOT, env=env, start_new_session=True,
-                                  stdout=worker_log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [python, "manage.py", "run_huey"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for process in (web, worker):
@@ -160,7 +185,9 @@ def request(method: str, port: int, host: str, path: str, headers=None) -> tuple
         conn.request(method, path, headers={"Host": host, **(headers or {})})
         response = conn.getresponse()
         body = response.read()
-        return response.status, (json.loads(body) if body and response.getheader("Content-Type", "").startswith("application/json") else {})
+        return response.status, (
+            json.loads(body) if body and response.getheader("Content-Type", "").startswith("application/json") else {}
+        )
     finally:
         conn.close()
 
@@ -171,8 +198,13 @@ def upload(port: int, host: str, key: str, path: Path) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     try:
         conn.putrequest("POST", PATH, skip_host=True)
-        for name, value in {"Host": host, "X-API-Key": key, "Content-Type": "application/json", "Content-Encoding": "gzip",
-                            "Content-Length": str(size)}.items():
+        for name, value in {
+            "Host": host,
+            "X-API-Key": key,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(size),
+        }.items():
             conn.putheader(name, value)
         conn.endheaders()
         with open(path, "rb") as body:
@@ -210,8 +242,10 @@ def main() -> None:
         started = time.perf_counter()
         equipment, readings = write_upload(upload_path, args.mb, args.equipment_sensors, args.every, random.Random(42))
         megabytes = upload_path.stat().st_size / 1024 / 1024
-        print(f"upload: {equipment} equipment × {args.equipment_sensors} sensors, {readings:,} readings, "
-              f"{megabytes:.1f} MB gzip, written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"upload: {equipment} equipment × {args.equipment_sensors} sensors, {readings:,} readings, "
+            f"{megabytes:.1f} MB gzip, written in {time.perf_counter() - started:.1f} s"
+        )
 
         port = free_port()
         processes = start_processes(port, f"{host}:{port}", args.workers, scratch / "worker.log")
@@ -249,10 +283,8 @@ def main() -> None:
         stop(processes)
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(leftover_files(tenant.schema_name), ignore_errors=True)
-        try:
+        with contextlib.suppress(OSError):
             leftover_files(tenant.schema_name).parent.rmdir()  # bulk/, when nothing else is in it
-        except OSError:
-            pass
         import redis
 
         redis.Redis.from_url(REDIS_URL).flushdb()  # the bench's own database number: queue and rate counters

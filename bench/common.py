@@ -15,6 +15,16 @@ def ensure_database(url: str) -> None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def use_bench_database(name: str) -> str:
+    """Point DATABASE_URL at this bench's own database (unless one is given) and create it: every
+    bench runs on a fresh machine without set-up, and never on the development database."""
+    import os
+
+    url = os.environ.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/fieldwatch_{name}")
+    ensure_database(url)
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -30,3 +40,23 @@ def drop_tenants(**lookup) -> None:
     connection.set_schema_to_public()
     for tenant in Tenant.objects.filter(**lookup):
         tenant.delete(force_drop=True)
+
+
+def signed_in_client(tenant, email: str):
+    """A test client signed in as a viewer of `tenant` (made a member if need be), its session
+    bound to the tenant as a sign-in binds it: pages measured as a person sees them."""
+    from django.conf import settings
+    from django.test import Client
+
+    from portal.accounts.models import User
+    from portal.tenancy.middleware import SESSION_TENANT_KEY
+    from portal.tenancy.models import Membership, Role
+
+    user, _ = User.objects.get_or_create(email=email)
+    Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": Role.VIEWER})
+    client = Client(HTTP_HOST=f"{tenant.slug}.{settings.BASE_DOMAIN}")
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    session = client.session
+    session[SESSION_TENANT_KEY] = tenant.schema_name
+    session.save()
+    return client

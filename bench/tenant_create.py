@@ -17,15 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")
 
-import django  # noqa: E402
+from common import use_bench_database
+
+use_bench_database("tenantbench")
+import django
 
 django.setup()
 
-from common import drop_tenants  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+from common import drop_tenants
+from django.conf import settings
+from django.core.management import call_command
 
-from portal.tenancy.provisioning import create_tenant  # noqa: E402
+from portal.tenancy.provisioning import create_tenant
 
 PREFIX = "bench-tenant-"
 
@@ -58,10 +61,14 @@ def main() -> None:
         settings.TENANT_CREATION_FAKES_MIGRATIONS = True
         drop_bench_tenants()
 
-    print(f"cloned from template: {args.count} tenants in {sum(cloned):.2f} s "
-          f"(median {statistics.median(cloned):.3f} s, max {max(cloned):.3f} s)")
-    print(f"running migrations:   {len(migrated)} tenants, median {statistics.median(migrated):.3f} s each "
-          f"(grows with every tenant migration; the clone does not)")
+    print(
+        f"cloned from template: {args.count} tenants in {sum(cloned):.2f} s "
+        f"(median {statistics.median(cloned):.3f} s, max {max(cloned):.3f} s)"
+    )
+    print(
+        f"running migrations:   {len(migrated)} tenants, median {statistics.median(migrated):.3f} s each "
+        f"(grows with every tenant migration; the clone does not)"
+    )
     print(f"figure tenant_create_total_10 {sum(cloned) * 10 / args.count:.2f} s goal 30")
     print(f"figure tenant_create_max {max(cloned):.3f} s goal 3")
 

@@ -4,10 +4,12 @@
     python -m bridge.embedded_broker serve   run amqtt on MQTT_URL's host and port
 
 amqtt speaks MQTT 3.1.1 only (run the bridge with MQTT_PROTOCOL=3.1.1 against it) and does a
-few thousand QoS 1 messages a second: a demo broker. Production uses Mosquitto or EMQX.
+few thousand QoS 1 messages a second: a demo broker, open to anyone (it says so when it starts).
+Production uses Mosquitto with its dynamic security (portal.devices.broker) or EMQX.
 """
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -37,6 +39,12 @@ async def serve(host: str, port: int) -> None:
     broker = Broker(config)
     await broker.start()
     print(f"embedded MQTT broker (amqtt, MQTT 3.1.1) listening on {host}:{port}", flush=True)
+    # a demo broker: it asks for no credentials, and anyone may publish into any tenant's topics
+    print(
+        "WARNING: the embedded broker is OPEN (anonymous, no topic rules): for demos only. "
+        "Production uses Mosquitto with bridge/mosquitto.conf (credentials Fieldwatch issues) or EMQX.",
+        flush=True,
+    )
     await asyncio.Event().wait()
 
 
@@ -45,9 +53,7 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["check"]:
         sys.exit(0 if broker_answers(host, port) else 1)
     if sys.argv[1:] == ["serve"]:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(host, port))
-        except KeyboardInterrupt:
-            pass
         sys.exit(0)
     sys.exit(__doc__)

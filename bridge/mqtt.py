@@ -40,9 +40,14 @@ def broker_from_settings(url: str | None = None, protocol: str | None = None) ->
     if version not in versions:
         raise ImproperlyConfigured(f"MQTT_PROTOCOL must be 5 or 3.1.1, not {version!r}")
     tls = parsed.scheme == "mqtts"
-    return Broker(parsed.hostname or "127.0.0.1", parsed.port or (8883 if tls else 1883), tls,
-                  unquote(parsed.username) if parsed.username else None, unquote(parsed.password) if parsed.password else None,
-                  versions[version])
+    return Broker(
+        parsed.hostname or "127.0.0.1",
+        parsed.port or (8883 if tls else 1883),
+        tls,
+        unquote(parsed.username) if parsed.username else None,
+        unquote(parsed.password) if parsed.password else None,
+        versions[version],
+    )
 
 
 def make_client(broker: Broker, client_id: str, *, persistent: bool, manual_ack: bool = False) -> Client:
@@ -76,7 +81,12 @@ def connect_properties(receive_maximum: int) -> Properties:
 def connect(client: Client, broker: Broker, *, persistent: bool, receive_maximum: int = 65535) -> None:
     """Start connecting in the background (loop_start() runs the network thread)."""
     if broker.v5:
-        client.connect_async(broker.host, broker.port, keepalive=30, clean_start=not persistent,
-                             properties=connect_properties(receive_maximum))
+        client.connect_async(
+            broker.host,
+            broker.port,
+            keepalive=30,
+            clean_start=not persistent,
+            properties=connect_properties(receive_maximum),
+        )
     else:
         client.connect_async(broker.host, broker.port, keepalive=30)

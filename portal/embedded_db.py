@@ -91,7 +91,7 @@ def socket_dir() -> Path:
     if len(os.fsencode(local / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
         return local
     digest = hashlib.sha256(os.fsencode(DATA_DIR)).hexdigest()[:16]
-    return Path("/tmp") / f"fieldwatch-pg-{digest}"
+    return Path("/tmp") / f"fieldwatch-pg-{digest}"  # noqa: S108 (a socket dir named per data dir, 0700)
 
 
 def _url(database: str) -> str:
@@ -222,7 +222,7 @@ def _run(args: list, *, what: str, input: str | None = None, run_as: dict | None
     # inherited by it could keep communicate() waiting (pgserver notes the same hang).
     with tempfile.TemporaryFile("w+") as out:
         try:
-            result = subprocess.run(
+            result = subprocess.run(  # noqa: S603 (our own pg binaries, arguments built here)
                 [str(a) for a in args],
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
@@ -237,6 +237,8 @@ def _run(args: list, *, what: str, input: str | None = None, run_as: dict | None
         except subprocess.TimeoutExpired as exc:
             out.seek(0)
             raise EmbeddedDatabaseError(f"{what}: timed out\n{out.read()}{_log_tail()}") from exc
+        except OSError as exc:  # a binary missing or not executable (a broken pgserver install)
+            raise EmbeddedDatabaseError(f"{what}: cannot run {args[0]}: {exc.strerror}") from exc
         out.seek(0)
         output = out.read()
     if result.returncode != 0:
@@ -287,12 +289,12 @@ def _ensure_traversable(path: Path, uid: int, gid: int) -> None:
         else:
             needed = stat.S_IXOTH
         if not st.st_mode & needed:
-            os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXGRP | stat.S_IXOTH)
+            os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXGRP | stat.S_IXOTH)  # noqa: S103 (search only)
 
 
 def _ensure_world_readable(root: Path) -> None:
     """o+r on files, o+rx on dirs and executables below root, changing only what lacks it."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in [None, *filenames]:
             target = dirpath if name is None else os.path.join(dirpath, name)
             st = os.lstat(target)
@@ -368,8 +370,17 @@ def _initdb(bindir: Path, run_as: dict) -> None:
     for locale in ("C.UTF-8", "C"):
         try:
             _run(
-                [bindir / "initdb", "-D", DATA_DIR, "-U", DB_USER, "--auth=trust", "--encoding=UTF8",
-                 f"--locale={locale}", "--no-instructions"],
+                [
+                    bindir / "initdb",
+                    "-D",
+                    DATA_DIR,
+                    "-U",
+                    DB_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    f"--locale={locale}",
+                    "--no-instructions",
+                ],
                 what="initdb",
                 run_as=run_as,
             )
@@ -383,8 +394,11 @@ def _initdb(bindir: Path, run_as: dict) -> None:
 
 def _pg_ctl_stop(bindir: Path, run_as: dict) -> None:
     try:
-        _run([bindir / "pg_ctl", "-D", DATA_DIR, "-w", "-t", _TIMEOUT, "-m", "fast", "stop"],
-             what="pg_ctl stop", run_as=run_as)
+        _run(
+            [bindir / "pg_ctl", "-D", DATA_DIR, "-w", "-t", _TIMEOUT, "-m", "fast", "stop"],
+            what="pg_ctl stop",
+            run_as=run_as,
+        )
     except EmbeddedDatabaseError:
         if _our_postmaster_pid() is not None:
             raise

@@ -4,6 +4,7 @@ Every variable is listed in README.md. Defaults run a local development copy; pr
 DEBUG=0 and real secrets, and start-up refuses to run with the development ones.
 """
 
+import hashlib
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -24,7 +25,7 @@ TESTING = env.boolean("FIELDWATCH_TESTING", "pytest" in sys.modules)
 
 DEBUG = env.boolean("DEBUG", False)
 
-DEVELOPMENT_SECRET_KEY = "fieldwatch-development-only-secret-key-do-not-use-in-production"
+DEVELOPMENT_SECRET_KEY = "fieldwatch-development-only-secret-key-do-not-use-in-production"  # noqa: S105 (refused in production)
 SECRET_KEY = env.string("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 
@@ -64,6 +65,7 @@ SHARED_APPS = [
     "portal.accounts",
     "portal.core",
     "portal.ops",
+    "portal.audit",  # also in the public schema: the console's own audit log (operators' actions)
     "telemetry",  # also in the public schema: it keeps the dead letters no tenant claims
     "portal.devices",
     "allauth",
@@ -82,6 +84,9 @@ TENANT_APPS = [
     "portal.audit",
     "portal.facilities",
     "portal.api",
+    "portal.alerts",
+    "portal.outlets",
+    "portal.locks",
 ]
 # the bridge has no tables; it is an app for its management commands
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS] + ["bridge"]
@@ -98,20 +103,47 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 TENANT_LIMIT_SET_CALLS = True  # SET search_path once per request and schema, not per cursor
 
+# The header middlewares come before tenant routing, so that every response carries the
+# security headers: the unknown-host 404 and error pages too (they are answered further in).
 MIDDLEWARE = [
-    "portal.tenancy.middleware.TenantHostMiddleware",
+    "portal.core.lean.LeanPathMiddleware",  # first: device paths take the lean stack below instead
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "csp.middleware.CSPMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.tenancy.middleware.TenantHostMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "portal.core.slashes.SlashMiddleware",  # CommonMiddleware; a POST without its slash gets a 308
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.tenancy.middleware.TenantAccessMiddleware",
+]
+
+# The lean stack (portal/core/lean.py) for endpoints that devices, brokers and webhooks call:
+# tenant routing, the security headers every response carries, and the view. One list of path
+# prefixes: add an endpoint's prefix here to serve it lean (its view must not need a session).
+LEAN_PATH_PREFIXES = (
+    "/api/handshake/",
+    "/api/device/",
+    "/api/iot/",
+    "/api/devices/",
+    "/api/locks/",  # the lock access check (device token)
+    "/api/mqtt/",  # EMQX asking who may connect, publish, subscribe (public host)
+)
+# whole paths served lean: the broker's webhook (seed 000's REST API under /ingest/… takes people's sessions)
+LEAN_PATHS = ("/ingest", "/ingest/")
+# seed 003's device lists for people (session, CSRF) live under /api/devices/ too: not lean
+LEAN_PATH_EXCEPTIONS = ("/api/devices/online/", "/api/devices/all/")
+LEAN_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "portal.core.lean.ContentSecurityPolicyMiddleware",  # CSPMiddleware's policy, built once
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.tenancy.middleware.TenantHostMiddleware",
+    "portal.core.slashes.SlashMiddleware",  # CommonMiddleware: Content-Length (devices' HTTP clients want it), slashes
+    "portal.tenancy.middleware.DeviceTenantMiddleware",
 ]
 
 TEMPLATES = [
@@ -125,6 +157,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.tenancy.context_processors.tenancy",
+                "portal.alerts.context_processors.open_alerts",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -144,19 +177,43 @@ def embedded_database_url() -> str:
 
 
 DATABASE_URL = env.string("DATABASE_URL") or embedded_database_url()
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60))}
+# Kept connections: none in development (runserver's thread per request would each keep one, and
+# ~1,100 requests held 59 idle connections until the server ran out); 60 s in production, where
+# gunicorn's workers × threads bound them (README: pool sizing).
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 0 if DEBUG else 60)
+    )
+}
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL's JIT pays off for long analytical scans; ours are interactive queries of tens of
+# milliseconds, where compiling costs more than it saves (90 ms of a site's month of hours in
+# bench/aggregates.py, a query of ~60 ms without it).
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["options"] = f"{_db_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------------------------------------
-# Cache: Redis when REDIS_URL is set (shared by every process), per-process memory otherwise.
+# Cache: rate limits (sign-in, devices, keys) and the one-time tenant hand-off live here, so it
+# must be shared by every process (gunicorn workers, the bridge): Redis when REDIS_URL is set,
+# else a table in the database (createcachetable runs with migrate). Per-process memory only
+# where one process serves: the test process itself (FIELDWATCH_CACHE=memory picks it anywhere).
 # Keys carry the schema name so one tenant never reads another's entries.
 REDIS_URL = env.string("REDIS_URL")
+FIELDWATCH_MONITORING_TOKEN = env.string("FIELDWATCH_MONITORING_TOKEN")  # for /health/detailed/
+CACHE_BACKENDS = {
+    "redis": ("django.core.cache.backends.redis.RedisCache", REDIS_URL),
+    "database": ("django.core.cache.backends.db.DatabaseCache", "fieldwatch_cache"),
+    "memory": ("django.core.cache.backends.locmem.LocMemCache", "fieldwatch"),
+}
+CACHE = env.string("FIELDWATCH_CACHE", "redis" if REDIS_URL else "memory" if TESTING else "database")
+if CACHE not in CACHE_BACKENDS or (CACHE == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured(f"FIELDWATCH_CACHE={CACHE!r}: use redis (with REDIS_URL), database or memory.")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache" if REDIS_URL else "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": REDIS_URL or "fieldwatch",
+        "BACKEND": CACHE_BACKENDS[CACHE][0],
+        "LOCATION": CACHE_BACKENDS[CACHE][1],
         "KEY_PREFIX": "fieldwatch",
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
@@ -182,16 +239,45 @@ HUEY["consumer"] = {"workers": env.integer("HUEY_WORKERS", 2), "worker_type": "t
 # the broker's webhook secret, and where large bulk uploads wait for the worker.
 FIELDWATCH_DEVICE_RATE = env.string("FIELDWATCH_DEVICE_RATE", "600/60")
 FIELDWATCH_KEY_RATE = env.string("FIELDWATCH_KEY_RATE", "1200/60")
+# API sign-in attempts per address and per username: enough for a client, too few to guess
+FIELDWATCH_LOGIN_RATE = env.string("FIELDWATCH_LOGIN_RATE", "10/60")
+# dead letters one device or API key may write per window (beyond: counted in one summary letter)
+FIELDWATCH_DEAD_LETTER_RATE = env.string("FIELDWATCH_DEAD_LETTER_RATE", "1000/3600")
 INGESTION_SECRET = env.string("INGESTION_SECRET")
+FIELDWATCH_WEBHOOK_DEVICE_RATE = env.string("FIELDWATCH_WEBHOOK_DEVICE_RATE", "1000/3600")  # seed 000: 1,000/h
 BULK_INLINE_BYTES = env.integer("FIELDWATCH_BULK_INLINE_BYTES", 1024 * 1024)
 BULK_MAX_BYTES = env.integer("FIELDWATCH_BULK_MAX_BYTES", 100 * 1024 * 1024)
 BULK_MAX_RATIO = env.integer("FIELDWATCH_BULK_MAX_RATIO", 100)
 API_TOKEN_SECONDS = env.integer("FIELDWATCH_API_TOKEN_SECONDS", 900)
 API_REFRESH_SECONDS = env.integer("FIELDWATCH_API_REFRESH_SECONDS", 7 * 86400)
 
+# Alerts and notifications (portal/alerts): delivery retries, the webhook SSRF guard, data quality.
+NOTIFY_MAX_ATTEMPTS = env.integer("FIELDWATCH_NOTIFY_MAX_ATTEMPTS", 5)
+NOTIFY_BACKOFF_SECONDS = env.integer("FIELDWATCH_NOTIFY_BACKOFF_SECONDS", 30)
+NOTIFY_STUCK_SECONDS = env.integer("FIELDWATCH_NOTIFY_STUCK_SECONDS", 120)
+WEBHOOK_TIMEOUT_SECONDS = env.integer("FIELDWATCH_WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_ALLOW_PRIVATE = env.boolean("FIELDWATCH_WEBHOOK_ALLOW_PRIVATE", False)
+ALERT_DATA_QUALITY_CLEAR_SECONDS = env.integer("FIELDWATCH_ALERT_DATA_QUALITY_CLEAR_SECONDS", 900)
+
+# Smart locks (portal/locks). PINs are HMAC-SHA256 digests under LOCK_PIN_KEY (by default derived
+# from SECRET_KEY: set it explicitly before rotating SECRET_KEY, or every PIN stops matching).
+LOCK_PIN_KEY = env.string("FIELDWATCH_LOCK_PIN_KEY") or hashlib.sha256(f"locks.pin:{SECRET_KEY}".encode()).hexdigest()
+LOCK_COMMAND_TIMEOUT_SECONDS = env.integer("FIELDWATCH_LOCK_COMMAND_TIMEOUT_SECONDS", 30)
+LOCK_OTA_TIMEOUT_SECONDS = env.integer("FIELDWATCH_LOCK_OTA_TIMEOUT_SECONDS", 1800)
+LOCK_LOCKOUT_FAILURES = env.integer("FIELDWATCH_LOCK_LOCKOUT_FAILURES", 5)  # wrong codes on one lock …
+LOCK_LOCKOUT_WINDOW_SECONDS = env.integer("FIELDWATCH_LOCK_LOCKOUT_WINDOW_SECONDS", 900)  # … within this window
+LOCK_LOCKOUT_SECONDS = env.integer("FIELDWATCH_LOCK_LOCKOUT_SECONDS", 900)  # disable the keypad this long
+LOCK_SUSPICIOUS_FAILURES = env.integer("FIELDWATCH_LOCK_SUSPICIOUS_FAILURES", 5)  # from one address, across locks
+LOCK_IP_BLOCK_SECONDS = env.integer("FIELDWATCH_LOCK_IP_BLOCK_SECONDS", 3600)
+
 MQTT_URL = env.string("MQTT_URL", "mqtt://127.0.0.1:1883")
 MQTT_PROTOCOL = env.string("MQTT_PROTOCOL", "5")
 MQTT_CA_FILE = env.string("MQTT_CA_FILE")
+# Mosquitto's dynamic-security admin (mqtt://<admin>:<password>@host:port): Fieldwatch keeps the
+# broker's clients and roles in line with devices and tenants (portal.devices.broker). Unset: not managed.
+MQTT_ADMIN_URL = env.string("MQTT_ADMIN_URL")
+# EMQX's HTTP authentication/authorisation calls carry this (Authorization: Bearer …); unset: refused.
+EMQX_AUTH_SECRET = env.string("EMQX_AUTH_SECRET")
 
 # ---------------------------------------------------------------------------------------------
 # Accounts (django-allauth): email is the login; users live in the public schema.
@@ -272,6 +358,10 @@ SECURE = not DEBUG and not TESTING
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("SECURE_COOKIES", SECURE)
 SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 31536000 if SECURE else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+# Preloading is a promise for the whole domain that only its operator can make (and hard to undo):
+# off unless SECURE_HSTS_PRELOAD=1, and `check --deploy` is told that this is deliberate.
+SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", False)  # usually the proxy's job
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.boolean("BEHIND_PROXY", False) else None

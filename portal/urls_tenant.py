@@ -14,6 +14,9 @@ urlpatterns = [
     path("", include("portal.audit.urls")),
     path("", include("portal.devices.urls")),
     path("", include("portal.facilities.urls")),
+    path("", include("portal.alerts.urls")),
+    path("", include("portal.locks.urls")),
+    path("", include("portal.outlets.urls")),
     path("accounts/", include("allauth.urls")),
 ]
 

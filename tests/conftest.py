@@ -5,18 +5,17 @@ public tenant). Two tenants, acme and globex, and their people are created once 
 committed; each test then runs inside a transaction that is rolled back.
 """
 
-import os
-import sys
-
 import pytest
 from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-from helpers import PASSWORD, database_url_for_tests, free_port, serving, sign_in
+from helpers import PASSWORD, sign_in, sign_in_staff, site
 
 from portal.tenancy.middleware import forget_hosts
 from telemetry.ingest import clear_caches
+
+pytest_plugins = ["brokers"]  # a real Mosquitto (the `broker` fixture) for bridge and browser tests
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +40,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
             if slug:
                 Membership.objects.create(user=user, tenant=tenants[slug], role=role)
         User.objects.create_user("staff@example.com", PASSWORD, is_staff=True)
+        # an operator for the browser: verified, not enrolled in TOTP (the browser test enrols it once)
+        operator = User.objects.create_user("operator@example.com", PASSWORD, is_staff=True, name="Olga Operator")
+        EmailAddress.objects.create(user=operator, email=operator.email, verified=True, primary=True)
         # acme's owner also operates globex: the tenant switcher has somewhere to go
-        Membership.objects.create(user=User.objects.get(email="acme_owner@example.com"), tenant=tenants["globex"], role=Role.OPERATOR)
+        Membership.objects.create(
+            user=User.objects.get(email="acme_owner@example.com"), tenant=tenants["globex"], role=Role.OPERATOR
+        )
         assert Tenant.objects.customers().count() == 2
         connection.set_schema_to_public()
 
@@ -109,6 +113,12 @@ def as_acme(acme_client, people):
 
 
 @pytest.fixture
+def staff_client(public_client, people):
+    """The public site as staff, enrolled in TOTP and past the second factor."""
+    return sign_in_staff(public_client, people["staff"])
+
+
+@pytest.fixture
 def in_acme(db):
     """Run the test inside acme's schema, as the callers of the telemetry core do."""
     from django_tenants.utils import schema_context
@@ -122,20 +132,13 @@ def in_acme(db):
 
 @pytest.fixture(scope="session")
 def server_port(django_db_setup):
-    """Start the site on a free port against the test database; yield the port; stop it.
-
-    Steps: build DATABASE_URL from the test database's settings, start runserver (test settings,
-    DEBUG=1), wait for /health/ on the public host, and terminate the process at the end of the
-    session (before pytest-django drops the test database).
-    """
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": database_url_for_tests(),
-        "FIELDWATCH_TESTING": "1",  # test settings, as in this process: the personas' password hasher
-        "DATABASE_CONN_MAX_AGE": "0",  # no idle connection keeps the test database from being dropped
-        "DEBUG": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
-    with serving(command, env, port):
+    """The site on a free port against the test database, for the session (helpers.site)."""
+    with site() as port:
         yield port
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The fuzz tests' request counts per endpoint, for the record (test-artifacts/fuzz-counts.json)."""
+    from fuzzing import write_counts
+
+    write_counts()

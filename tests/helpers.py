@@ -1,19 +1,38 @@
 """Helpers the tests import (fixtures live in conftest.py)."""
 
+import os
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from django.db import connection
 from django.test import Client
+from django_tenants.utils import schema_context
 
 from portal.tenancy.middleware import SESSION_TENANT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery-staple"
+# Huey's Redis mode and the Redis rate limits are tested on a database number of their own
+REDIS_URL = os.environ.get("FIELDWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def needs_redis():
+    """A pytest mark that skips a module when no Redis answers at REDIS_URL."""
+    import pytest
+    import redis
+
+    try:
+        available = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        available = False
+    return pytest.mark.skipif(not available, reason=f"no Redis at {REDIS_URL}")
 
 
 def sign_in(client: Client, person, schema_name: str) -> Client:
@@ -51,10 +70,44 @@ def database_url(db: dict) -> str:
 
 
 def count_in(schema: str, model, **filters) -> int:
-    from django_tenants.utils import schema_context
-
     with schema_context(schema):
         return model.objects.filter(**filters).count()
+
+
+def stored_rows(schema: str) -> dict[str, set[str]]:
+    """Every row of every tenant table in `schema`, and of the public tables of tenancy and
+    accounts (memberships, invitations, people): {table: {row as text}}."""
+    from django.apps import apps
+    from django.conf import settings
+    from django_tenants.utils import schema_context
+
+    tenant_labels = {app.rsplit(".", 1)[-1] for app in settings.TENANT_APPS} - {"contenttypes"}
+    with schema_context(schema):
+        tenant = {
+            model._meta.db_table: {repr(row) for row in model.objects.values_list()}
+            for label in tenant_labels
+            for model in apps.get_app_config(label).get_models()
+        }
+    public = {
+        model._meta.db_table: {repr(row) for row in model.objects.values_list()}
+        for label in ("tenancy", "accounts")
+        for model in apps.get_app_config(label).get_models()
+    }
+    return tenant | public
+
+
+@contextmanager
+def unchanged(schema: str = "acme"):
+    """Assert that what the block does (a refused request) changed no stored row."""
+    before = stored_rows(schema)
+    yield
+    after = stored_rows(schema)
+    changes = {
+        table: {"gone": before[table] - after[table], "new": after[table] - before[table]}
+        for table in before
+        if before[table] != after[table]
+    }
+    assert not changes, f"a refused request changed stored rows: {changes}"
 
 
 def wait_for(condition, timeout=60.0, what="condition"):
@@ -105,3 +158,78 @@ def serving(command: list[str], env: dict, port: int):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def sign_in_staff(client: Client, person, *, enrolled: bool = True, second_factor: bool = True) -> Client:
+    """Sign staff in on the public site: enrolled in TOTP, with a session that presented it
+    (as allauth's two-factor stage records it), unless told otherwise."""
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    if enrolled and not Authenticator.objects.filter(user=person, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(person, generate_totp_secret())
+    sign_in(client, person, "public")
+    if second_factor:
+        session = client.session
+        session[AUTHENTICATION_METHODS_SESSION_KEY] = [{"method": "mfa", "at": time.time(), "type": "totp"}]
+        session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(person.pk)
+        session.save()
+    return client
+
+
+# --- committed work, for tests whose other processes or threads must see it ---------------------
+
+
+def committed(work):
+    """Run `work` on a connection of its own and commit it (the test's connection is inside a
+    transaction that is rolled back, which the bridge's threads would never see)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except Exception as error:  # re-raised in the test's thread
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def in_bridgetest(work):
+    def run():
+        with schema_context("bridgetest"):
+            return work()
+
+    return committed(run)
+
+
+@contextmanager
+def site(**env):
+    """Run the site on a free port against the test database; yield the port; stop it.
+
+    Steps: build DATABASE_URL from the test database's settings, start runserver (test settings,
+    DEBUG=1, `env` on top), wait for /health/ on the public host, and terminate the process on
+    exit (before pytest-django drops the test database).
+    """
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url_for_tests(),
+        "FIELDWATCH_TESTING": "1",  # test settings, as in this process: the personas' password hasher
+        "DATABASE_CONN_MAX_AGE": "0",  # no idle connection keeps the test database from being dropped
+        "DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
+    with serving(command, env, port):
+        yield port

@@ -4,7 +4,7 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 
 from portal.accounts.models import User
-from portal.tenancy.models import RESERVED_SLUGS, Tenant
+from portal.tenancy.models import Tenant
 from portal.tenancy.provisioning import create_tenant
 
 
@@ -12,7 +12,10 @@ class SignupForm(AllauthSignupForm):
     """Public sign-up: a person and the organisation they own."""
 
     organisation = forms.CharField(
-        label="Organisation name", max_length=100, min_length=2, help_text="Your company or team, as your colleagues know it."
+        label="Organisation name",
+        max_length=100,
+        min_length=2,
+        help_text="Your company or team, as your colleagues know it.",
     )
     slug = forms.SlugField(
         label="Address",
@@ -27,10 +30,9 @@ class SignupForm(AllauthSignupForm):
         slug = self.cleaned_data.get("slug", "").lower()
         if not slug:
             return ""
-        if not slug[0].isalpha():
-            raise ValidationError("The address must start with a letter.")
-        if slug in RESERVED_SLUGS or Tenant.objects.filter(slug=slug).exists():
-            raise ValidationError("This address is taken; choose another.")
+        problem = Tenant.slug_problem(slug)
+        if problem:
+            raise ValidationError(f"{problem} Choose another.")
         return slug
 
     def signup(self, request, user):
@@ -44,7 +46,9 @@ class InvitedSignupForm(forms.Form):
 
     name = forms.CharField(label="Your name", max_length=150, required=False)
     password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
-    password2 = forms.CharField(label="Password (again)", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label="Password (again)", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
 
     def __init__(self, *args, email: str, **kwargs):
         super().__init__(*args, **kwargs)

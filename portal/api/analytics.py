@@ -15,6 +15,7 @@ range defaults to the last 24 hours (hour) or 30 days (day) up to now. An unknow
 a bad period or range a 400, both as {"error": {"code", "message"}}.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,16 +23,17 @@ from django.http import JsonResponse
 from django.utils import timezone
 
 from portal.api.auth import authenticate_client
-from portal.api.bulk import storable
 from portal.api.endpoint import ApiError, api_endpoint, check_rate
 from portal.api.ratelimit import key_rate
 from portal.facilities.models import Asset
 from telemetry import queries
+from telemetry.bounds import storable
 from telemetry.formats import FormatError, parse_timestamp
 from telemetry.models import Device, Sensor
 
 PERIODS = {"hour": ("1h", timedelta(hours=24)), "day": ("1d", timedelta(days=30))}
 MAX_RANGE = timedelta(days=5 * 366)
+EPOCH_PATTERN = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,12 @@ def moment(request, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return parse_timestamp(float(value) if value.replace(".", "", 1).isdigit() else value)
+        # digits in ASCII only: "²".isdigit() is true, and float("²") raises
+        return parse_timestamp(float(value) if EPOCH_PATTERN.fullmatch(value) else value)
     except FormatError:
-        raise ApiError(400, "bad_parameter", f"{name}={value!r} is not an ISO 8601 time or epoch seconds.") from None
+        raise ApiError(
+            400, "bad_parameter", f"{name}={value[:40]!r} is not an ISO 8601 time or epoch seconds in 1970–2100."
+        ) from None
 
 
 def time_range(request) -> Range:
@@ -113,12 +118,21 @@ def sensor_json(sensor: Sensor) -> dict:
 
 
 def point_json(point) -> dict:
-    return {"bucket": iso(point.bucket), "avg": point.avg, "min": point.min, "max": point.max, "last": point.last, "count": point.count}
+    return {
+        "bucket": iso(point.bucket),
+        "avg": point.avg,
+        "min": point.min,
+        "max": point.max,
+        "last": point.last,
+        "count": point.count,
+    }
 
 
 def series(sensors: list, span: Range) -> tuple[dict[int, list], bool]:
     """{sensor id: [points]} from one aggregate query, and whether it was capped."""
-    result = queries.aggregate([s.pk for s in sensors], span.start, span.end, span.bucket, limit=queries.MAX_POINTS * max(len(sensors), 1))
+    result = queries.aggregate(
+        [s.pk for s in sensors], span.start, span.end, span.bucket, limit=queries.MAX_POINTS * max(len(sensors), 1)
+    )
     by_sensor = {s.pk: [] for s in sensors}
     for point in result.rows:
         by_sensor[point.sensor_id].append(point)
@@ -137,10 +151,15 @@ def equipment_history(request, uuid):
     equipment = find_equipment(uuid)
     span = time_range(request)
     points, capped = series(equipment.sensors, span)
-    return JsonResponse({
-        "equip_uuid": equipment.uuid, "equip_nome": equipment.name, **range_json(span), "capped": capped,
-        "sensors": [sensor_json(s) | {"data": [point_json(p) for p in points[s.pk]]} for s in equipment.sensors],
-    })
+    return JsonResponse(
+        {
+            "equip_uuid": equipment.uuid,
+            "equip_nome": equipment.name,
+            **range_json(span),
+            "capped": capped,
+            "sensors": [sensor_json(s) | {"data": [point_json(p) for p in points[s.pk]]} for s in equipment.sensors],
+        }
+    )
 
 
 @api_endpoint(methods=("GET",))
@@ -150,10 +169,15 @@ def sensor_history(request, uuid):
     sensor = find_sensor(uuid)
     span = time_range(request)
     points, capped = series([sensor], span)
-    return JsonResponse({
-        **sensor_json(sensor), "equip_uuid": sensor.device.device_id, **range_json(span), "capped": capped,
-        "data": [point_json(p) for p in points[sensor.pk]],
-    })
+    return JsonResponse(
+        {
+            **sensor_json(sensor),
+            "equip_uuid": sensor.device.device_id,
+            **range_json(span),
+            "capped": capped,
+            "data": [point_json(p) for p in points[sensor.pk]],
+        }
+    )
 
 
 @api_endpoint(methods=("GET",))
@@ -171,16 +195,27 @@ def equipment_stats(request, uuid):
     for sensor in equipment.sensors:
         mine = points[sensor.pk]
         count = sum(p.count for p in mine)
-        rows.append(sensor_json(sensor) | {
-            "count": count,
-            "avg": sum(p.avg * p.count for p in mine) / count if count else None,
-            "min": min((p.min for p in mine), default=None),
-            "max": max((p.max for p in mine), default=None),
-            "last": mine[-1].last if mine else None,
-            "first_bucket": iso(mine[0].bucket) if mine else None,
-            "last_bucket": iso(mine[-1].bucket) if mine else None,
-        })
-    return JsonResponse({"equip_uuid": equipment.uuid, "equip_nome": equipment.name, **range_json(span), "capped": capped, "sensors": rows})
+        rows.append(
+            sensor_json(sensor)
+            | {
+                "count": count,
+                "avg": sum(p.avg * p.count for p in mine) / count if count else None,
+                "min": min((p.min for p in mine), default=None),
+                "max": max((p.max for p in mine), default=None),
+                "last": mine[-1].last if mine else None,
+                "first_bucket": iso(mine[0].bucket) if mine else None,
+                "last_bucket": iso(mine[-1].bucket) if mine else None,
+            }
+        )
+    return JsonResponse(
+        {
+            "equip_uuid": equipment.uuid,
+            "equip_nome": equipment.name,
+            **range_json(span),
+            "capped": capped,
+            "sensors": rows,
+        }
+    )
 
 
 RESERVED_ATTRIBUTES = {"friendly_name", "equip_uuid", "unit_of_measurement", "last_updated", "sensors"}
@@ -222,7 +257,11 @@ def home_assistant(request, uuid):
     state, unit, newest, details = None, None, None, []
     for sensor in equipment.sensors:
         ts, value = latest.get(sensor.pk, (None, None))
-        label = sensor.type if sensor.type and types.count(sensor.type) == 1 and sensor.type not in RESERVED_ATTRIBUTES else sensor.key
+        label = (
+            sensor.type
+            if sensor.type and types.count(sensor.type) == 1 and sensor.type not in RESERVED_ATTRIBUTES
+            else sensor.key
+        )
         attributes[label] = value
         details.append(sensor_json(sensor) | {"value": value, "timestamp": iso(ts)})
         if ts is not None:

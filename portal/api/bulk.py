@@ -60,28 +60,33 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import ijson
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import F
 from django.http import JsonResponse, UnreadablePostError
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.api.auth import authenticate_client
-from portal.api.endpoint import ApiError, api_endpoint, check_rate
+from portal.api.endpoint import ApiError, api_endpoint, check_rate, content_length
 from portal.api.models import BulkJob
 from portal.api.ratelimit import key_rate
 from portal.facilities.models import Asset, DeviceBinding, Site
+from telemetry.bounds import storable
+from telemetry.deadletters import LetterBudget, sender_grant
 from telemetry.formats import FormatError, parse_timestamp
 from telemetry.ingest import IngestResult, ReadingIn, ingest, sensor_cache
 from telemetry.models import DeadLetter, Device, TelemetrySettings
 
 log = logging.getLogger(__name__)
 
-BATCH = 5_000  # readings per ingest call and per committed step of a job
+BATCH = 20_000  # readings per ingest call and per committed step of a job: per-batch costs (sensor
+# look-up, dirty hours, commit) spread over more readings; a few MB of ReadingIn at most
 CHUNK = 64 * 1024  # bytes per read of the request, the stored file and the JSON parser
 GZIP_MAGIC = b"\x1f\x8b"
 SITE_NAME = "Bulk uploads"
@@ -140,10 +145,13 @@ class Expanded:
         self.count += len(data)
         if self.compressed:
             if self.count > self.max_bytes:
-                raise ApiError(413, "decompression_bomb", f"The upload decompresses to more than {self.max_bytes} bytes.")
+                raise ApiError(
+                    413, "decompression_bomb", f"The upload decompresses to more than {self.max_bytes} bytes."
+                )
             if self.count > RATIO_FROM_BYTES and self.count > self.max_ratio * max(self.counting.count, 1):
                 raise ApiError(
-                    413, "decompression_bomb",
+                    413,
+                    "decompression_bomb",
                     f"The upload decompresses more than {self.max_ratio} times its compressed size; refused as a decompression bomb.",
                 )
         return data
@@ -170,8 +178,11 @@ class Totals:
 
     def as_dict(self) -> dict:
         return {
-            "written": self.written, "duplicates": self.duplicates, "rejected": self.rejected,
-            "equipment": self.equipment, "reasons": dict(self.reasons),
+            "written": self.written,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "equipment": self.equipment,
+            "reasons": dict(self.reasons),
         }
 
 
@@ -213,18 +224,6 @@ class Item:
         self.readings = 0
 
 
-def storable(value: str) -> bool:
-    """Whether PostgreSQL can store or compare the text: it takes no NUL character, and UTF-8
-    has no lone surrogate (both can arrive escaped in JSON)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def tidy(value, limit: int) -> str:
     """Free text (a name, a type) made storable: NULs dropped, lone surrogates replaced."""
     if value is None or isinstance(value, Nested):
@@ -248,9 +247,20 @@ class Loader:
     on_batch: called with the new Totals inside each batch's transaction (a job's progress).
     """
 
-    def __init__(self, *, topic: str, on_batch=None, batch_size: int | None = None):
+    def __init__(
+        self,
+        *,
+        topic: str,
+        on_batch=None,
+        batch_size: int | None = None,
+        resume_from: Totals | None = None,
+        grant=None,
+    ):
         self.topic, self.on_batch, self.batch_size = topic, on_batch, batch_size or BATCH
-        self.totals = Totals()
+        self.budget = LetterBudget(grant=grant)  # the upload's dead letters, capped (telemetry.deadletters)
+        self.totals = resume_from or Totals()
+        # a resumed job skips the items whose readings are all committed (and what lies between them)
+        self.skip_items = self.totals.equipment_done
         self.batch: list[ReadingIn] = []
         self.letters: list[DeadLetter] = []
         self.batch_equipment: dict[str, str] = {}
@@ -267,7 +277,9 @@ class Loader:
             with cyclic_gc_paused():
                 self.walk(stream)
         except EOFError:
-            raise ApiError(400, "truncated_gzip", "The gzip stream ends before its end marker: the upload was cut short.") from None
+            raise ApiError(
+                400, "truncated_gzip", "The gzip stream ends before its end marker: the upload was cut short."
+            ) from None
         except (gzip.BadGzipFile, zlib.error) as error:
             raise ApiError(400, "invalid_gzip", f"The body is not valid gzip: {first_line(error)}.") from None
         except ijson.JSONError as error:
@@ -275,6 +287,8 @@ class Loader:
         except UnicodeDecodeError:
             raise ApiError(400, "malformed_json", "The body is not UTF-8 JSON.") from None
         self.flush()
+        with transaction.atomic():
+            self.budget.write()  # the letters not kept one by one, in one summary letter
         return self.totals
 
     def walk(self, stream) -> None:
@@ -307,7 +321,12 @@ class Loader:
                 else:
                     skip = 1 if event == "start_array" else 0
                     item.readings += 1
-                    self.reject(item, "reading_not_an_object", "a reading is not an object", {"reading": NOT_A_VALUE if skip else value})
+                    self.reject(
+                        item,
+                        "reading_not_an_object",
+                        "a reading is not an object",
+                        {"reading": NOT_A_VALUE if skip else value},
+                    )
             elif depth == 2:  # an item
                 if event == "map_key":
                     item_key = value
@@ -330,17 +349,30 @@ class Loader:
                 elif item_key == "sensor":
                     item.sensor = value
             elif depth == 1:  # the list of items
-                if event == "start_map":
+                if self.items_done < self.skip_items:  # committed by the run this one resumes
+                    skip = 1 if event in ("start_map", "start_array") else 0
+                    self.items_done += event == "start_map"
+                    depth = 0 if event == "end_array" else 1
+                elif event == "start_map":
                     depth, item, item_key = 2, Item(), None
                 elif event == "end_array":
                     depth = 0
                 else:
                     skip = 1 if event == "start_array" else 0
-                    self.reject(None, "item_not_an_object", "an item of the list is not an object", {"item": NOT_A_VALUE if skip else value})
+                    self.reject(
+                        None,
+                        "item_not_an_object",
+                        "an item of the list is not an object",
+                        {"item": NOT_A_VALUE if skip else value},
+                    )
             elif event == "start_array":
                 depth = 1
             else:
-                raise ApiError(400, "not_a_list", "The body must be a JSON list of equipment: [{equip_uuid, equip_nome, sensor: […]}, …].")
+                raise ApiError(
+                    400,
+                    "not_a_list",
+                    "The body must be a JSON list of equipment: [{equip_uuid, equip_nome, sensor: […]}, …].",
+                )
 
     # -- items and readings --
 
@@ -402,10 +434,16 @@ class Loader:
         if item is not None and "equip_uuid" not in payload:
             payload = {"equip_uuid": item.uuid, **payload}
         device_ref = tidy(item.uuid, 100) if item is not None and isinstance(item.uuid, str) else ""
-        self.letters.append(DeadLetter(
-            source=DeadLetter.Source.BULK, topic=self.topic[:300], payload=json.dumps(payload, default=str),
-            reason=reason, detail=tidy(detail, 300), device_ref=device_ref,
-        ))
+        self.letters.append(
+            DeadLetter(
+                source=DeadLetter.Source.BULK,
+                topic=self.topic[:300],
+                payload=json.dumps(payload, default=str),
+                reason=reason,
+                detail=tidy(detail, 300),
+                device_ref=device_ref,
+            )
+        )
         if len(self.batch) + len(self.letters) >= self.batch_size:
             self.flush()
 
@@ -419,14 +457,19 @@ class Loader:
         with transaction.atomic():
             if new_equipment and self.auto_create:
                 ensure_equipment(new_equipment)
-            result = ingest(self.batch, source=DeadLetter.Source.BULK) if self.batch else IngestResult()
+            batch, budget = self.batch, self.budget
+            result = ingest(batch, source=DeadLetter.Source.BULK, budget=budget) if batch else IngestResult()
             if self.letters:
-                DeadLetter.objects.bulk_create(self.letters)
+                budget.extend(self.letters)
+                DeadLetter.objects.bulk_create(budget.take())
                 result.rejected += len(self.letters)
                 result.reasons.update(letter.reason for letter in self.letters)
             totals = Totals(
-                self.totals.written + result.written, self.totals.duplicates + result.duplicates,
-                self.totals.rejected + result.rejected, len(self.seen_uuids), self.items_done,
+                self.totals.written + result.written,
+                self.totals.duplicates + result.duplicates,
+                self.totals.rejected + result.rejected,
+                len(self.seen_uuids),
+                self.items_done,
                 self.totals.reasons + result.reasons,
             )
             if self.on_batch is not None:
@@ -440,14 +483,18 @@ def ensure_equipment(equipment: dict[str, str]) -> None:
     """Create what is missing for {equip_uuid: equip_nome}: the device, and its binding to the
     asset of that tag (made in the "Bulk uploads" site when none exists). A device already
     installed on an asset stays there: moving it is a person's decision."""
-    Device.objects.bulk_create([Device(device_id=u, name=(n or "")[:150]) for u, n in equipment.items()], ignore_conflicts=True)
+    Device.objects.bulk_create(
+        [Device(device_id=u, name=(n or "")[:150]) for u, n in equipment.items()], ignore_conflicts=True
+    )
     unbound = Device.objects.filter(device_id__in=equipment, binding__isnull=True)
     site = None
     for device in unbound:
         asset = Asset.objects.filter(tag=device.device_id).order_by("pk").first()
         if asset is None:
             site = site or Site.objects.get_or_create(name=SITE_NAME)[0]
-            asset, _ = Asset.objects.get_or_create(site=site, tag=device.device_id, defaults={"name": (equipment[device.device_id] or "")[:150]})
+            asset, _ = Asset.objects.get_or_create(
+                site=site, tag=device.device_id, defaults={"name": (equipment[device.device_id] or "")[:150]}
+            )
         DeviceBinding.objects.get_or_create(device=device, defaults={"asset": asset})
 
 
@@ -472,9 +519,11 @@ class UploadStream:
         return data
 
 
-def store_upload(request, head: bytes, compressed: bool, length: int) -> BulkJob:
+def store_upload(request, head: bytes, compressed: bool, length: int, sender: str = "") -> BulkJob:
     """Stream the body into the default storage and make its job row."""
-    name = f"bulk/{connection.schema_name}/{timezone.now():%Y/%m/%d}/{uuid.uuid4().hex}.json{'.gz' if compressed else ''}"
+    name = (
+        f"bulk/{connection.schema_name}/{timezone.now():%Y/%m/%d}/{uuid.uuid4().hex}.json{'.gz' if compressed else ''}"
+    )
     body = UploadStream(request, head, settings.BULK_MAX_BYTES, length)
     try:
         name = default_storage.save(name, File(body, name=name))
@@ -486,7 +535,7 @@ def store_upload(request, head: bytes, compressed: bool, length: int) -> BulkJob
     if length and body.count < length:
         discard(name)
         raise ApiError(400, "incomplete_body", f"Content-Length said {length} bytes, the body held {body.count}.")
-    return BulkJob.objects.create(file_name=name, size_bytes=body.count, gzip=compressed)
+    return BulkJob.objects.create(file_name=name, size_bytes=body.count, gzip=compressed, sender=sender)
 
 
 def forget_rolled_back_sensors() -> None:
@@ -509,18 +558,35 @@ def run_job(job_id: int) -> None:
     2. Stream the file through a Loader; each batch commits with the job's progress.
     3. Mark the job done, or failed with "<code>: <message>" and the counts written so far.
     4. Delete the file.
+
+    A job resumed after its worker stalled (resume_stalled_jobs) starts from its committed
+    progress: the items counted in equipment_done are skipped, the rest stored as usual (the
+    item a batch cut in two is read again; deduplication writes only its missing readings).
     """
-    claimed = BulkJob.objects.filter(pk=job_id, status=BulkJob.Status.QUEUED).update(status=BulkJob.Status.RUNNING, started_at=timezone.now())
+    now = timezone.now()
+    claimed = BulkJob.objects.filter(pk=job_id, status=BulkJob.Status.QUEUED).update(
+        status=BulkJob.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
     if not claimed:
         return
     job = BulkJob.objects.get(pk=job_id)
 
     def progress(totals: Totals) -> None:
         BulkJob.objects.filter(pk=job_id).update(
-            equipment_done=totals.equipment_done, written=totals.written, duplicates=totals.duplicates, rejected=totals.rejected
+            heartbeat_at=timezone.now(),
+            equipment_done=totals.equipment_done,
+            written=totals.written,
+            duplicates=totals.duplicates,
+            rejected=totals.rejected,
         )
 
-    loader = Loader(topic=reverse("api-bulk-job", args=[job_id]), on_batch=progress)
+    committed = Totals(job.written, job.duplicates, job.rejected, 0, job.equipment_done)  # zero unless resumed
+    loader = Loader(
+        topic=reverse("api-bulk-job", args=[job_id]),
+        on_batch=progress,
+        resume_from=committed,
+        grant=sender_grant(job.sender or "bulk:unattributed"),  # the uploader's allowance, as in the request
+    )
     status, error = BulkJob.Status.DONE, ""
     try:
         with default_storage.open(job.file_name, "rb") as source:
@@ -535,9 +601,41 @@ def run_job(job_id: int) -> None:
         discard(job.file_name)
     done = loader.totals
     BulkJob.objects.filter(pk=job_id).update(
-        status=status, error=error[:300], finished_at=timezone.now(), equipment_done=done.equipment_done,
-        written=done.written, duplicates=done.duplicates, rejected=done.rejected,
+        status=status,
+        error=error[:300],
+        finished_at=timezone.now(),
+        equipment_done=done.equipment_done,
+        written=done.written,
+        duplicates=done.duplicates,
+        rejected=done.rejected,
     )
+
+
+STALLED_AFTER = timedelta(minutes=10)  # a batch commits within seconds; this long without one, the worker died
+MAX_RESUMES = 3
+
+
+def resume_stalled_jobs(now=None) -> list[int]:
+    """Put back in the queue each running job whose worker gave no sign of life for STALLED_AFTER
+    (killed, or its machine gone); fail those resumed MAX_RESUMES times already. A conditional
+    update claims each, so two sweeps never resume one job twice. Returns the resumed ids."""
+    from portal.api.tasks import process_bulk_job
+
+    now = now or timezone.now()
+    stalled = BulkJob.objects.filter(status=BulkJob.Status.RUNNING, heartbeat_at__lt=now - STALLED_AFTER)
+    stalled.filter(resumes__gte=MAX_RESUMES).update(
+        status=BulkJob.Status.FAILED,
+        error=f"stalled: its worker stopped {MAX_RESUMES + 1} times; send the file again",
+        finished_at=now,
+    )
+    resumed = []
+    for job in stalled.filter(resumes__lt=MAX_RESUMES):
+        claimed = BulkJob.objects.filter(pk=job.pk, status=BulkJob.Status.RUNNING, heartbeat_at=job.heartbeat_at)
+        if claimed.update(status=BulkJob.Status.QUEUED, resumes=F("resumes") + 1, heartbeat_at=now):
+            log.warning("bulk job %s stalled since %s: resuming from its committed progress", job.pk, job.heartbeat_at)
+            process_bulk_job(connection.schema_name, job.pk)
+            resumed.append(job.pk)
+    return resumed
 
 
 def job_json(job: BulkJob) -> dict:
@@ -545,7 +643,12 @@ def job_json(job: BulkJob) -> dict:
     return {
         "job_id": job.pk,
         "status": job.status,
-        "progress": {"equipment_done": job.equipment_done, "written": job.written, "duplicates": job.duplicates, "rejected": job.rejected},
+        "progress": {
+            "equipment_done": job.equipment_done,
+            "written": job.written,
+            "duplicates": job.duplicates,
+            "rejected": job.rejected,
+        },
         "error": {"code": code, "message": message} if job.error else None,
         "size_bytes": job.size_bytes,
         "created_at": iso(job.created_at),
@@ -584,11 +687,8 @@ def authenticate(request, scope: str):
 @api_endpoint(methods=("POST",), max_bytes=settings.BULK_MAX_BYTES)
 def upload(request):
     """A JSON list of equipment, plain or gzip: processed now (small) or as a job (large)."""
-    authenticate(request, "bulk")
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0  # api_endpoint has already answered 400
+    client = authenticate(request, "bulk")
+    length = content_length(request) or 0  # api_endpoint has answered 400 to one that is no number
     if length > settings.BULK_MAX_BYTES:
         raise ApiError(413, "too_large", f"The body is larger than {settings.BULK_MAX_BYTES} bytes.")
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
@@ -598,10 +698,11 @@ def upload(request):
     if not head:
         raise ApiError(400, "empty_body", "Send a JSON list of equipment, plain or gzip-compressed.")
     compressed = encoding in ("gzip", "x-gzip") or head.startswith(GZIP_MAGIC)
+    sender = f"{client.kind}:{client.identity}"  # whose dead-letter allowance its rejections count against
     if len(head) <= settings.BULK_INLINE_BYTES:
         if length and len(head) < length:
             raise ApiError(400, "incomplete_body", f"Content-Length said {length} bytes, the body held {len(head)}.")
-        loader = Loader(topic=request.path)
+        loader = Loader(topic=request.path, grant=sender_grant(sender))
         try:
             with transaction.atomic():  # all or nothing: an unreadable body leaves nothing behind
                 totals = loader.load(io.BytesIO(head), compressed=compressed)
@@ -610,7 +711,7 @@ def upload(request):
             raise
         return JsonResponse(totals.as_dict())
 
-    job = store_upload(request, head, compressed, length)
+    job = store_upload(request, head, compressed, length, sender)
     from portal.api.tasks import process_bulk_job
 
     try:
@@ -619,9 +720,16 @@ def upload(request):
         log.exception("could not enqueue bulk job %s", job.pk)
         discard(job.file_name)
         BulkJob.objects.filter(pk=job.pk).update(
-            status=BulkJob.Status.FAILED, error="queue_unavailable: the task queue did not answer", finished_at=timezone.now()
+            status=BulkJob.Status.FAILED,
+            error="queue_unavailable: the task queue did not answer",
+            finished_at=timezone.now(),
         )
-        raise ApiError(503, "queue_unavailable", "The upload could not be queued; send it again later.", headers={"Retry-After": "60"}) from None
+        raise ApiError(
+            503,
+            "queue_unavailable",
+            "The upload could not be queued; send it again later.",
+            headers={"Retry-After": "60"},
+        ) from None
     return JsonResponse({"job_id": job.pk, "status_url": reverse("api-bulk-job", args=[job.pk])}, status=202)
 
 

@@ -11,16 +11,15 @@ Attempts are rate-limited per client address and per username. An account with t
 authentication cannot sign in with a password alone: it uses an API key instead.
 """
 
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.db import connection
 from django.http import JsonResponse
 
-from portal.api.auth import issue_tokens, read_token
-from portal.api.bulk import storable
+from portal.api.auth import issue_tokens, read_token, signed_in
 from portal.api.endpoint import ApiError, api_endpoint, check_rate, json_body
 from portal.audit.log import client_ip
-
-LOGIN_RATE = "10/60"  # attempts per address and per username: enough for a client, too few to guess
+from telemetry.bounds import storable
 
 
 def credentials(request) -> dict:
@@ -44,28 +43,51 @@ def uses_two_factor(user) -> bool:
     return Authenticator.objects.filter(user=user).exclude(type=Authenticator.Type.RECOVERY_CODES).exists()
 
 
+REFUSED = "Wrong email or password, or not a member of this organisation."
+
+
+def password_sign_in(request, email: str, password: str, *, two_factor: str):
+    """The one password check of every API login (seed 002's, 003's session, 004's and 000's
+    cookies): limited per client address and per email, a member of this tenant only, never
+    an account with two-factor authentication (a password alone must not open it; `two_factor`
+    says what to use instead), and only with a confirmed email address, as the site's sign-in.
+    The user, or ApiError 401/403/429."""
+    check_rate("api-login-ip", client_ip(request) or "unknown", settings.FIELDWATCH_LOGIN_RATE)
+    check_rate("api-login-user", email.strip().lower()[:254], settings.FIELDWATCH_LOGIN_RATE)
+    # ModelBackend hashes the password even for an unknown email, so timing tells nothing
+    user = ModelBackend().authenticate(request, username=email.strip(), password=password)
+    if user is None or not is_member(user.pk):
+        raise ApiError(401, "invalid_credentials", REFUSED)
+    if uses_two_factor(user):
+        raise ApiError(401, "two_factor_required", f"This account uses two-factor authentication: {two_factor}.")
+    if not email_confirmed(user):  # the site's rule (mandatory confirmation): no API login skips it
+        raise ApiError(403, "email_unconfirmed", "Confirm your email address first: follow the link we emailed you.")
+    return user
+
+
+def email_confirmed(user) -> bool:
+    from allauth.account.models import EmailAddress
+
+    return EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists()
+
+
 @api_endpoint(methods=("POST",), max_bytes=4096)
 def login(request):
-    check_rate("api-login-ip", client_ip(request) or "unknown", LOGIN_RATE)
     data = credentials(request)
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise ApiError(400, "missing_credentials", 'Send {"username": "<email>", "password": "…"}.')
     if not storable(username) or not storable(password):
-        raise ApiError(401, "invalid_credentials", "Wrong email or password, or not a member of this organisation.")
-    check_rate("api-login-user", username.strip().lower()[:254], LOGIN_RATE)
-    # ModelBackend hashes the password even for an unknown email, so timing tells nothing
-    user = ModelBackend().authenticate(request, username=username.strip(), password=password)
-    if user is None or not is_member(user.pk):
-        raise ApiError(401, "invalid_credentials", "Wrong email or password, or not a member of this organisation.")
-    if uses_two_factor(user):
-        raise ApiError(401, "two_factor_required", "This account uses two-factor authentication: use an API key instead.")
-    return JsonResponse(issue_tokens(user.pk))
+        raise ApiError(401, "invalid_credentials", REFUSED)
+    user = password_sign_in(request, username, password, two_factor="use an API key instead")
+    tokens = issue_tokens(user.pk)
+    signed_in(request, user, "seed 002 tokens")
+    return JsonResponse(tokens)
 
 
 @api_endpoint(methods=("POST",), max_bytes=4096)
 def refresh(request):
-    check_rate("api-refresh-ip", client_ip(request) or "unknown", LOGIN_RATE)
+    check_rate("api-refresh-ip", client_ip(request) or "unknown", settings.FIELDWATCH_LOGIN_RATE)
     data = credentials(request)
     raw = data.get("refresh_token")
     if not isinstance(raw, str) or not raw:

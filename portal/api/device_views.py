@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
@@ -26,9 +26,13 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from portal.api import ratelimit
-from portal.api.auth import authenticate_device, bearer
-from portal.api.endpoint import ApiError, api_endpoint, check_rate, json_body
-from portal.audit.log import client_ip
+from portal.api.auth import authenticate_client, authenticate_device, bearer
+from portal.api.endpoint import ApiError, api_endpoint, check_rate, content_length, json_body
+from portal.api.models import KEY_PREFIX
+from portal.audit.log import client_ip, record
+from telemetry.bounds import OutOfBounds, clean_text, utc_moment
+from telemetry.deadletters import sender_grant
+from telemetry.formats import FormatError, parse_timestamp
 from telemetry.models import (
     DeadLetter,
     Device,
@@ -48,6 +52,9 @@ TOUCH_EVERY = timedelta(seconds=5)  # last_seen / token_last_used_at are written
 TREATMENTS = tuple(DeviceEvent.Treatment.values)  # computed once: the enum builds the list on every access
 LEGACY_MODES = {"BASIC": "1", "STANDARD": "2", "PREMIUM": "3"}  # mode -> its countN / typeN fields
 MAX_BIGINT = 2**63 - 1
+# Bounds of what a device reports about itself (kept in Device.status and shown on its page)
+MAX_UPTIME = 20 * 366 * 24 * 3600  # seconds: 20 years
+MAX_COUNTER = 2**53 - 1  # the largest integer every JSON reader (the page's JavaScript too) keeps exactly
 
 
 # --- one place for what every device endpoint does ---------------------------------------------
@@ -86,6 +93,10 @@ def keep_rejected(request, response) -> None:
     if ratelimit.retry_after("rejected", client_ip(request) or "-", REJECTED_RATE) is not None:
         logger.warning("not keeping a refused request to %s from %s: too many", request.path, client_ip(request))
         return
+    device_ref = getattr(request, "device_ref", "") or ""
+    if device_ref and not sender_grant(f"device:{clean_text(device_ref)[:100]}")(1):
+        logger.warning("not keeping a refused request to %s for %s: too many", request.path, device_ref[:100])
+        return
     try:
         error = json.loads(response.content)["error"]
     except (ValueError, KeyError, TypeError):
@@ -102,18 +113,13 @@ def keep_rejected(request, response) -> None:
 
 def body_excerpt(request, response) -> str:
     """The first PAYLOAD_LIMIT bytes of the body, as text PostgreSQL accepts."""
-    if response.status_code == 413:  # refused by its Content-Length, before anything was read
+    if response.status_code == 413 or content_length(request) is None:  # refused before reading the body
         return ""
     try:
         raw = request.body
     except RawPostDataException:  # a multipart post was parsed as a stream; its fields are what is left
         raw = request.POST.urlencode().encode()  # empty if it could not be parsed
     return clean_text(raw[:PAYLOAD_LIMIT].decode("utf-8", errors="replace"))
-
-
-def clean_text(value: str) -> str:
-    """Text a PostgreSQL text column stores: no NUL characters, no lone surrogates."""
-    return value.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def claimed(value, mac: bool = False) -> str:
@@ -135,10 +141,7 @@ def json_object(request, empty_ok: bool = False) -> dict:
     """The body as a JSON object; ApiError 400 otherwise."""
     if empty_ok and not request.body.strip():
         return {}
-    try:
-        data = json_body(request)
-    except RecursionError:  # nested deeper than the parser goes
-        raise ApiError(400, "malformed_json", "The body is not valid JSON: nested too deeply.") from None
+    data = json_body(request)
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "The body must be a JSON object.")
     return data
@@ -152,7 +155,7 @@ TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 def normalise_mac(value) -> str | None:
-    """"ec-e3-34-46-2b-c0" or "ECE334462BC0" -> "EC:E3:34:46:2B:C0"; None if it is not a MAC."""
+    """ "ec-e3-34-46-2b-c0" or "ECE334462BC0" -> "EC:E3:34:46:2B:C0"; None if it is not a MAC."""
     if not isinstance(value, str) or not MAC_PATTERN.fullmatch(value.strip()):
         return None
     digits = re.sub("[:-]", "", value.strip()).upper()
@@ -201,7 +204,7 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, str) and INTEGER_PATTERN.fullmatch(value.strip()):
-            value = int(value)
+            value = int(value.strip())  # str.strip() removes more than int() skips ("3\x1e")
         if isinstance(value, bool) or not isinstance(value, int):
             return self._bad(name, "must be a whole number")
         if value < minimum:
@@ -250,7 +253,9 @@ class Fields:
             return None
         mac = normalise_mac(value)
         if mac is None:
-            return self._bad(name, "must be a MAC address such as EC:E3:34:46:2B:C0 (separated by : or - or not at all)")
+            return self._bad(
+                name, "must be a MAC address such as EC:E3:34:46:2B:C0 (separated by : or - or not at all)"
+            )
         return mac
 
     def timestamp(self, name, format=None, required=True):
@@ -260,18 +265,21 @@ class Fields:
             return None
         if not isinstance(value, str):
             return self._bad(name, "must be a string")
-        expected = f"a UTC time such as {datetime(2025, 9, 16, 12, 34, 56).strftime(format)}" if format else "an ISO 8601 time such as 2025-09-16T12:34:56Z"
+        expected = (
+            f"a UTC time such as {datetime(2025, 9, 16, 12, 34, 56).strftime(format)}"
+            if format
+            else "an ISO 8601 time such as 2025-09-16T12:34:56Z"
+        )
         try:
             moment = datetime.strptime(value.strip(), format) if format else parse_datetime(value.strip())
         except ValueError:
             moment = None
         if moment is None:
             return self._bad(name, f"must be {expected}")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        if not 1970 <= moment.year <= 2100:
-            return self._bad(name, "must be between 1970 and 2100")
-        return moment
+        try:
+            return utc_moment(moment)
+        except OutOfBounds as error:
+            return self._bad(name, str(error).removeprefix("the time "))
 
     def check(self, code: str) -> None:
         if self.errors:
@@ -292,7 +300,9 @@ class JsonMerge(Func):
 
 
 def merged_status(patch: dict) -> JsonMerge:
-    return JsonMerge(F("status"), Value({key: value for key, value in patch.items() if value is not None}, output_field=JSONField()))
+    return JsonMerge(
+        F("status"), Value({key: value for key, value in patch.items() if value is not None}, output_field=JSONField())
+    )
 
 
 def store_event(cursor, device: Device, event_id: str, **fields) -> int:
@@ -304,7 +314,17 @@ def store_event(cursor, device: Device, event_id: str, **fields) -> int:
     """
     table = connection.ops.quote_name(DeviceEvent._meta.db_table)
     columns = ["event_id", "device_id", "event", "treatment", "counter", "ts", "firmware", "source", "received_at"]
-    values = [event_id, device.pk, fields["event"], fields["treatment"], fields["counter"], fields["ts"], fields["firmware"], fields["source"], timezone.now()]
+    values = [
+        event_id,
+        device.pk,
+        fields["event"],
+        fields["treatment"],
+        fields["counter"],
+        fields["ts"],
+        fields["firmware"],
+        fields["source"],
+        timezone.now(),
+    ]
     for _ in range(3):  # the owner's row may vanish (device deleted) between the two statements
         cursor.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
@@ -334,7 +354,14 @@ def device_for_token(cursor, request) -> Device:
         )
         row = cursor.fetchone()
         if row is not None and hmac.compare_digest(row[5], digest):
-            return Device(id=row[0], device_id=row[1], firmware=row[2], last_seen=row[3], token_last_used_at=row[4], token_hash=row[5])
+            return Device(
+                id=row[0],
+                device_id=row[1],
+                firmware=row[2],
+                last_seen=row[3],
+                token_last_used_at=row[4],
+                token_hash=row[5],
+            )
     raise ApiError(401, "invalid_token", "A valid device token is required (Authorization: Bearer <token>).")
 
 
@@ -345,6 +372,7 @@ def touch(device: Device, now: datetime, firmware: str | None = None, token: boo
     Without other changes the times are written at most every TOUCH_EVERY: a device posting
     many events a second would otherwise queue every request on its one row's lock.
     """
+
     def stale(moment):
         return moment is None or now - moment >= TOUCH_EVERY
 
@@ -367,8 +395,10 @@ def handshake(request):
 
     Steps: read and normalise the MAC; rate-limit per client address and per MAC; lock the
     device of this MAC, or create it unregistered; refuse a known MAC unless the request carries
-    its current token (rotation) or an admin reset its provisioning; issue the token (shown in
-    this response only, stored as a hash) and note firmware and times.
+    its current token (rotation), an admin reset its provisioning, or the tenant re-provisions by
+    MAC (TelemetrySettings.reprovision_by_mac: audited and flagged); issue the token (shown in
+    this response only, stored as a hash) and note firmware and times. `assigned` stays false
+    until an administrator assigns the device (seed 003: "admin must assign device_id first").
     """
     data = json_object(request)
     request.device_ref = claimed(data.get("mac"), mac=True)
@@ -385,18 +415,32 @@ def handshake(request):
         created = device is None
         if created:
             device, created = create_unregistered(mac)
-        if not created and not may_handshake_again(device, bearer(request)):
+        reprovisioned = not created and not may_handshake_again(device, bearer(request))
+        if reprovisioned and not TelemetrySettings.current().reprovision_by_mac:
             raise ApiError(
                 403,
                 "already_provisioned",
                 "This MAC address is already provisioned. Send the device's current token (Authorization: Bearer) "
                 "to get a new one, or ask an administrator to reset provisioning on the device's page.",
             )
-        token = device.issue_token()
+        token = device.issue_token()  # the old token stops working
+        if reprovisioned:  # the tenant re-provisions by MAC: flagged on the device's page, audited
+            device.reprovisioned_at = now
+            device.save(update_fields=["reprovisioned_at"])
+            record(request, "device.reprovisioned", device, {"mac": mac, "firmware": firmware or device.firmware})
         device.firmware = firmware or device.firmware
         device.last_handshake_at = device.last_seen = now
-        device.save(update_fields=["token_hash", "token_created_at", "token_last_used_at", "provisioning_reset_at",
-                                   "firmware", "last_handshake_at", "last_seen"])
+        device.save(
+            update_fields=[
+                "token_hash",
+                "token_created_at",
+                "token_last_used_at",
+                "provisioning_reset_at",
+                "firmware",
+                "last_handshake_at",
+                "last_seen",
+            ]
+        )
     return JsonResponse({"device_id": device.device_id, "token": token, "assigned": device.assigned})
 
 
@@ -414,12 +458,17 @@ def create_unregistered(mac: str) -> tuple[Device, bool]:
     except IntegrityError:
         device = Device.objects.select_for_update().filter(mac=mac).first()
         if device is None:  # the id, not the MAC, was taken in between
-            raise ApiError(409, "handshake_conflict", "Another device registered at the same moment; try again.") from None
+            raise ApiError(
+                409, "handshake_conflict", "Another device registered at the same moment; try again."
+            ) from None
         return device, False
 
 
 def may_handshake_again(device: Device, raw_token: str) -> bool:
-    """A known MAC gets a new token with its current token (rotation) or after a provisioning reset."""
+    """A known MAC gets a new token with its current token (rotation), after a provisioning reset,
+    or when it never had one (it was first heard through a legacy post)."""
+    if device.token_hash is None and device.last_handshake_at is None:
+        return True
     if raw_token and device.token_hash and hmac.compare_digest(device.token_hash, hash_token(raw_token)):
         return True
     return device.provisioning_reset_at is not None
@@ -451,8 +500,17 @@ def events(request):
         ts = fields.timestamp("ts")
         firmware = fields.text("firmware", 50, required=False)
         fields.check("invalid_event")
-        owner = store_event(cursor, device, event_id, event=event, treatment=treatment, counter=counter, ts=ts,
-                            firmware=firmware or device.firmware, source="api")
+        owner = store_event(
+            cursor,
+            device,
+            event_id,
+            event=event,
+            treatment=treatment,
+            counter=counter,
+            ts=ts,
+            firmware=firmware or device.firmware,
+            source="api",
+        )
     if owner != device.pk:
         raise ApiError(409, "event_id_taken", "This event_id was already used by another device.")
     touch(device, timezone.now(), firmware)
@@ -464,10 +522,13 @@ def legacy_iot(request):
     """POST /api/iot/, form-encoded (old firmware): mode, macaddr, type1-3, count1-3, timestamp
     (UTC), rtc_available, sd_available -> {"status": "ok"}.
 
-    mode=status updates the device's status only; a treatment mode also stores a usage event,
-    whose event_id is made from MAC, time and mode so that a repeated post stores nothing.
-    Authenticated by the device's token when it sends one; without, a known MAC is accepted
-    (and flagged on its page) while the tenant's telemetry settings allow it.
+    Every post is kept as an event whose event_id is made from MAC, time and mode, so a repeated
+    post stores nothing: a treatment mode as a usage event, mode=status as a status event (no
+    usage; the events page can leave them out); both update the device's status.
+    Authenticated by the device's token when it sends one. Without one (old firmware cannot), and
+    while the tenant's telemetry settings allow it, a known MAC is accepted and flagged on its
+    page, and an unknown MAC becomes a new unregistered device (seed 003: the legacy firmware
+    never handshakes), so a fielded device loses nothing and shows under unregistered devices.
     """
     data = form_data(request)
     request.device_ref = claimed(data.get("macaddr"), mac=True)
@@ -475,7 +536,10 @@ def legacy_iot(request):
     mode = fields.choice("mode", [*LEGACY_MODES, "status"])
     mac = fields.mac("macaddr")
     moment = fields.timestamp("timestamp", format="%Y-%m-%d %H:%M:%S")
-    counts = {n: fields.integer(f"count{n}", required=mode in LEGACY_MODES and n == LEGACY_MODES[mode]) for n in "123"}
+    counts = {
+        n: fields.integer(f"count{n}", maximum=MAX_COUNTER, required=mode in LEGACY_MODES and n == LEGACY_MODES[mode])
+        for n in "123"
+    }
     on_times = {n: fields.number(f"type{n}") for n in "123"}
     rtc, sd = fields.boolean("rtc_available"), fields.boolean("sd_available")
     fields.check("invalid_legacy_post")
@@ -483,17 +547,33 @@ def legacy_iot(request):
     request.device_ref = device.device_id
     check_rate("device", device.device_id, settings.FIELDWATCH_DEVICE_RATE)
     now = timezone.now()
-    if mode in LEGACY_MODES:
-        n = LEGACY_MODES[mode]
-        event_id = f"legacy-{mac.replace(':', '').lower()}-{moment:%Y%m%d%H%M%S}-{mode}"
-        with connection.cursor() as cursor:
-            owner = store_event(cursor, device, event_id, event="treatment", treatment=mode, counter=counts[n], ts=moment,
-                                firmware=device.firmware, source="legacy")
-        if owner != device.pk:
-            raise ApiError(409, "event_id_taken", "This post's event was already stored for another device.")
+    treatment = mode if mode in LEGACY_MODES else ""
+    event_id = f"legacy-{mac.replace(':', '').lower()}-{moment:%Y%m%d%H%M%S}-{mode}"
+    with connection.cursor() as cursor:
+        owner = store_event(
+            cursor,
+            device,
+            event_id,
+            event="treatment" if treatment else "status",
+            treatment=treatment,
+            counter=counts[LEGACY_MODES[mode]] if treatment else None,
+            ts=moment,
+            firmware=device.firmware,
+            source="legacy",
+        )
+    if owner != device.pk:
+        raise ApiError(409, "event_id_taken", "This post's event was already stored for another device.")
     names = {"1": "basic", "2": "standard", "3": "premium"}
-    status = {f"current_count_{names[n]}": counts[n] for n in "123"} | {f"on_time_{names[n]}": on_times[n] for n in "123"}
-    status |= {"rtc_available": rtc, "sd_card_available": sd, "device_timestamp": moment.isoformat(), "mode": mode, "reported_at": now.isoformat()}
+    status = {f"current_count_{names[n]}": counts[n] for n in "123"} | {
+        f"on_time_{names[n]}": on_times[n] for n in "123"
+    }
+    status |= {
+        "rtc_available": rtc,
+        "sd_card_available": sd,
+        "device_timestamp": moment.isoformat(),
+        "mode": mode,
+        "reported_at": now.isoformat(),
+    }
     changes = {"status": merged_status(status), "last_seen": now}
     if not with_token:
         changes["legacy_tokenless_at"] = now
@@ -506,28 +586,38 @@ def legacy_device(request, mac: str) -> tuple[Device, bool]:
     if bearer(request):
         device = authenticate_device(request)
         if device.mac != mac:
-            raise ApiError(403, "device_mismatch", "macaddr is not the MAC address of the device this token belongs to.")
+            raise ApiError(
+                403, "device_mismatch", "macaddr is not the MAC address of the device this token belongs to."
+            )
         return device, True
+    if not TelemetrySettings.current().accept_tokenless_legacy:
+        raise ApiError(
+            401,
+            "token_required",
+            "This organisation requires the device's token (Authorization: Bearer) on legacy posts.",
+        )
     device = Device.objects.filter(mac=mac).first()
     if device is None:
-        raise ApiError(404, "unknown_device", "No device has this MAC address; it must handshake first (POST /api/handshake/).")
-    if not TelemetrySettings.current().accept_tokenless_legacy:
-        raise ApiError(401, "token_required", "This organisation requires the device's token (Authorization: Bearer) on legacy posts.")
+        with transaction.atomic():
+            device, _ = create_unregistered(mac)
     return device, False
 
 
 @device_endpoint()
 def heartbeat(request, device_id):
     """POST /api/devices/<device_id>/heartbeat/ (Bearer) {uptime, wifi: {rssi, connected},
-    firmware}, all optional -> {"status": "ok"}; kept in the device's status."""
+    firmware, timestamp}, all optional -> {"status": "ok"}; kept in the device's status.
+
+    Seed 000's devices have no handshake token: for them the tenant's API key or a member's access
+    token vouches instead (heartbeat_caller), and `timestamp` says when the device was alive."""
     request.device_ref = claimed(device_id)
-    device = authenticate_device(request)
-    if device.device_id != device_id:
-        raise ApiError(403, "device_mismatch", "The address names another device than the one this token belongs to.")
+    device, by_token = heartbeat_device(request, device_id)
     check_rate("device", device.device_id, settings.FIELDWATCH_DEVICE_RATE)
     data = json_object(request, empty_ok=True)
     fields = Fields(data)
-    uptime = fields.integer("uptime", required=False)
+    now = timezone.now()
+    alive_at = heartbeat_time(data.get("timestamp"), now, fields)
+    uptime = fields.integer("uptime", maximum=MAX_UPTIME, required=False)
     firmware = fields.text("firmware", 50, required=False)
     wifi = data.get("wifi") or {}
     if not isinstance(wifi, dict):
@@ -538,7 +628,50 @@ def heartbeat(request, device_id):
     connected = wifi_fields.boolean("connected")
     fields.errors |= {f"wifi.{name}": text for name, text in wifi_fields.errors.items()}
     fields.check("invalid_heartbeat")
-    now = timezone.now()
-    status = {"uptime_seconds": uptime, "wifi_rssi": rssi, "wifi_connected": connected, "heartbeat_at": now.isoformat()}
-    touch(device, now, firmware, status=merged_status(status), last_seen=now, token_last_used_at=now)
+    status = {
+        "uptime_seconds": uptime,
+        "wifi_rssi": rssi,
+        "wifi_connected": connected,
+        "heartbeat_at": alive_at.isoformat(),
+    }
+    seen = {"last_seen": alive_at} if device.last_seen is None or alive_at > device.last_seen else {}
+    used = {"token_last_used_at": now} if by_token else {}
+    # the device's own time of life decides last_seen (touch() never moves it back)
+    touch(device, alive_at, firmware, token=by_token, status=merged_status(status), **seen, **used)
     return JsonResponse({"status": "ok"})
+
+
+def heartbeat_device(request, device_id: str) -> tuple[Device, bool]:
+    """The device a heartbeat is for, and whether its own token said so. A device token must be
+    the named device's; otherwise an API key or access token of this tenant names the device."""
+    raw = bearer(request)
+    device = Device.objects.for_token(raw) if raw and not raw.startswith(KEY_PREFIX) else None
+    if device is not None:
+        if device.device_id != device_id:
+            raise ApiError(
+                403, "device_mismatch", "The address names another device than the one this token belongs to."
+            )
+        return device, True
+    if not raw and not request.META.get("HTTP_X_API_KEY"):
+        raise ApiError(401, "invalid_token", "A valid device token is required (Authorization: Bearer <token>).")
+    authenticate_client(request)  # 401 unless a key or member's token of this tenant
+    found = Device.objects.filter(device_id=device_id).first() if "\x00" not in device_id else None
+    if found is None:
+        raise ApiError(404, "unknown_device", "This organisation has no device with this id.")
+    return found, False
+
+
+def heartbeat_time(value, now: datetime, fields) -> datetime:
+    """The optional `timestamp` (seed 000): when the device was alive; not ahead of now by more
+    than a minute of clock skew, nor older than a day (then it says nothing about now)."""
+    if value in (None, ""):
+        return now
+    try:
+        moment = parse_timestamp(value, now)
+    except FormatError as error:
+        fields.errors["timestamp"] = error.detail
+        return now
+    if moment is None or not now - timedelta(days=1) <= moment <= now + timedelta(minutes=1):
+        fields.errors["timestamp"] = "must be within the last day (ISO 8601 or epoch seconds)"
+        return now
+    return min(moment, now)

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.api.models import ApiKey
+from portal.api.models import KEY_ROLES, ApiKey
 from portal.audit.log import record
 from portal.core.filters import ListFilterSet
 from portal.core.lists import Column, list_response
@@ -21,6 +21,7 @@ from portal.tenancy.models import Role
 
 KEY_COLUMNS = [
     Column("name", "name"),
+    Column("role", "role"),
     Column("prefix", "prefix"),
     Column("created_by", "created_by.email"),
     Column("created_at", "created_at"),
@@ -32,9 +33,14 @@ KEY_COLUMNS = [
 class ApiKeyFilter(ListFilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     status = django_filters.ChoiceFilter(
-        choices=[("active", "Active"), ("revoked", "Revoked")], method="by_status", empty_label="Active or revoked", label="Status"
+        choices=[("active", "Active"), ("revoked", "Revoked")],
+        method="by_status",
+        empty_label="Active or revoked",
+        label="Status",
     )
-    sort = django_filters.OrderingFilter(fields=(("name", "name"), ("created_at", "created"), ("last_used_at", "last_used")), label="Sort")
+    sort = django_filters.OrderingFilter(
+        fields=(("name", "name"), ("created_at", "created"), ("last_used_at", "last_used")), label="Sort"
+    )
 
     class Meta:
         model = ApiKey
@@ -49,6 +55,15 @@ class ApiKeyFilter(ListFilterSet):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. “Home Assistant, plant 2”.")
+    role = forms.ChoiceField(
+        choices=KEY_ROLES,
+        initial="operator",
+        required=False,
+        help_text="What the key may do in the JSON APIs, as a member of that role (never an owner's actions).",
+    )
+
+    def clean_role(self):
+        return self.cleaned_data["role"] or "operator"
 
 
 @role_required(Role.ADMIN)
@@ -58,13 +73,21 @@ def key_list(request):
     form = ApiKeyForm(request.POST or None)
     created = raw_key = None
     if request.method == "POST" and form.is_valid():
-        created, raw_key = ApiKey.issue(form.cleaned_data["name"], request.user)
-        record(request, "api_key.created", created, {"name": created.name, "prefix": created.prefix})
+        created, raw_key = ApiKey.issue(form.cleaned_data["name"], request.user, form.cleaned_data["role"])
+        record(
+            request, "api_key.created", created, {"name": created.name, "prefix": created.prefix, "role": created.role}
+        )
         form = ApiKeyForm()
     queryset = ApiKey.objects.select_related("created_by").order_by("-created_at")
     filterset = ApiKeyFilter(request.GET, queryset=queryset)
-    response = list_response(request, filterset, "api/keys.html", KEY_COLUMNS, "api-keys",
-                             {"form": form, "created": created, "raw_key": raw_key, "api_host": request.get_host()})
+    response = list_response(
+        request,
+        filterset,
+        "api/keys.html",
+        KEY_COLUMNS,
+        "api-keys",
+        {"form": form, "created": created, "raw_key": raw_key, "api_host": request.get_host()},
+    )
     if raw_key:
         response["Cache-Control"] = "no-store"  # the secret must not stay in a cache
     elif form.errors:

@@ -13,7 +13,9 @@ def jsonable(value):
     return str(getattr(value, "pk", value))
 
 
-def form_view(request, form_class, *, template: str, action: str, success_url, instance=None, initial=None, context=None):
+def form_view(
+    request, form_class, *, template: str, action: str, success_url, instance=None, initial=None, context=None
+):
     """GET shows the form; a valid POST saves, writes `<action>` to the audit log with the
     changed fields, and redirects to success_url (a callable of the saved object, or a URL)."""
     form = form_class(request.POST or None, instance=instance, initial=initial)

@@ -17,8 +17,21 @@ ERROR_TITLES = {
 }
 
 
+ERROR_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 500: "server_error"}
+
+
+# Paths machines call: their errors (a 404 for a path no URL matches, a 500) are JSON too.
+MACHINE_PATH_PREFIXES = ("/api/", "/ingest/", "/auth/")
+
+
+def wants_json(request) -> bool:
+    return getattr(request, "lean", False) or request.path_info.startswith(MACHINE_PATH_PREFIXES)
+
+
 def error_page(request, status: int, message: str | None = None):
     title, default_message = ERROR_TITLES[status]
+    if wants_json(request):  # a device or integration endpoint's path: machines read JSON
+        return json_error(status, ERROR_CODES[status], message or default_message)
     context = {"status": status, "title": title, "message": message or default_message}
     # htmx swaps a fragment into the page instead of a whole document
     template = "errors/error.html#fragment" if getattr(request, "htmx", False) else "errors/error.html"

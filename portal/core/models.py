@@ -34,5 +34,13 @@ class ProcessHeartbeat(models.Model):
     @classmethod
     def beat(cls, name: str, kind: str, started_at, stats: dict, host: str = "", pid: int | None = None) -> None:
         cls.objects.update_or_create(
-            name=name, defaults={"kind": kind, "host": host, "pid": pid, "started_at": started_at, "beat_at": timezone.now(), "stats": stats}
+            name=name,
+            defaults={
+                "kind": kind,
+                "host": host,
+                "pid": pid,
+                "started_at": started_at,
+                "beat_at": timezone.now(),
+                "stats": stats,
+            },
         )

@@ -1,35 +1,44 @@
-import importlib
-import importlib.util
-from datetime import timedelta
-from functools import cache
-
-from django.apps import apps
 from django.shortcuts import render
-from django.utils import timezone
+from django.views.decorators.http import require_GET
 
-from portal.audit.models import AuditLog
-from portal.tenancy.models import Invitation, Membership
+from portal.core import live, overview
+from portal.tenancy.models import Membership
 
-
-@cache
-def widget_providers() -> list:
-    """Each app may add dashboard cards with a `dashboard.widgets(request)` function."""
-    names = [f"{app.name}.dashboard" for app in apps.get_app_configs()]
-    return [importlib.import_module(name).widgets for name in names if importlib.util.find_spec(name)]
+DASHBOARD_POLL_SECONDS = 15
 
 
 def dashboard(request):
-    """The tenant's front page: each fleet's cards, members and recent activity."""
-    tenant = request.tenant
-    week_ago = timezone.now() - timedelta(days=7)
-    context = {
-        "member_count": Membership.objects.filter(tenant=tenant).count(),
-        "pending_invitations": Invitation.objects.pending().filter(tenant=tenant).count(),
-        "changes_this_week": AuditLog.objects.filter(created_at__gte=week_ago).count(),
-        "recent_activity": AuditLog.objects.all()[:10],
-        "widgets": [widget for provider in widget_providers() for widget in provider(request)],
+    """The tenant's front page: a live fleet overview (portal.core.overview's sections, kept live
+    by dashboard_live)."""
+    hashes = overview.versions(request)  # before rendering: a change meanwhile shows next poll
+    return render(request, "core/dashboard.html", dashboard_context(overview.render(request), hashes))
+
+
+def dashboard_context(sections: list[dict], hashes: dict) -> dict:
+    return {
+        "sections": sections,
+        # the poll hands back each section's version as shown here
+        "live_versions": overview.encode(hashes),
+        "poll_seconds": DASHBOARD_POLL_SECONDS,
     }
-    return render(request, "core/dashboard.html", context)
+
+
+@require_GET
+def dashboard_live(request):
+    """The dashboard's poll: each section's version again (a few indexed queries in all, whatever
+    the fleet's size); 204 while none moved, else only the sections that moved, swapped out of
+    band (of a panel whose values alone moved, the rows that changed), and the polling element
+    with the new versions."""
+    try:
+        shown = overview.decode(request.GET.get("v", ""))
+    except ValueError as error:
+        return live.bad_cursor(live.BadCursor(str(error)))
+    current = overview.versions(request)
+    moved, advanced = overview.changes(shown, current)
+    if not moved and not advanced:
+        return live.nothing_new()
+    context = dashboard_context(overview.render(request, only=moved, advanced=advanced), current) | {"oob": True}
+    return live.render(request, "core/dashboard.html#live", context)
 
 
 def public_home(request):

@@ -22,7 +22,9 @@ class DeviceOrderingFilter(django_filters.OrderingFilter):
         for param in value:
             if param:
                 field = self.get_ordering_value(param)
-                ordering.append(F(field[1:]).desc(nulls_last=True) if field.startswith("-") else F(field).asc(nulls_last=True))
+                ordering.append(
+                    F(field[1:]).desc(nulls_last=True) if field.startswith("-") else F(field).asc(nulls_last=True)
+                )
         return qs.order_by(*ordering, "device_id")
 
 
@@ -30,15 +32,21 @@ class DeviceFilter(ListFilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     kind = django_filters.ChoiceFilter(choices=Device.Kind.choices, empty_label="Any kind")
     status = django_filters.ChoiceFilter(
-        choices=[("online", "Online"), ("offline", "Offline")], method="by_status", empty_label="Online or offline", label="Status"
+        choices=[("online", "Online"), ("offline", "Offline")],
+        method="by_status",
+        empty_label="Online or offline",
+        label="Status",
     )
     firmware = django_filters.ChoiceFilter(choices=firmware_choices, empty_label="Any firmware")
     registration = django_filters.ChoiceFilter(
-        choices=[("registered", "Registered"), ("unregistered", "Unregistered")], method="by_registration",
-        empty_label="Registered or not", label="Registration",
+        choices=[("registered", "Registered"), ("unregistered", "Unregistered")],
+        method="by_registration",
+        empty_label="Registered or not",
+        label="Registration",
     )
     sort = DeviceOrderingFilter(
-        fields=(("device_id", "device_id"), ("name", "name"), ("last_seen", "last_seen"), ("firmware", "firmware")), label="Sort"
+        fields=(("device_id", "device_id"), ("name", "name"), ("last_seen", "last_seen"), ("firmware", "firmware")),
+        label="Sort",
     )
 
     class Meta:

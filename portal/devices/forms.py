@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse_lazy
 from django.utils import timezone
 
+from portal.core.formatting import DateTimeText, local_input
 from telemetry.models import Device, Sensor
 
 RAW = "raw"
@@ -15,12 +16,6 @@ MAX_RANGE = timedelta(days=400)
 # Outside these the bucket arithmetic would overflow Python's datetime; nothing real is there.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-DATETIME_LOCAL = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends and shows
-
-
-def local_input(moment: datetime) -> str:
-    """A datetime as a datetime-local value (and URL parameter) in the current time zone."""
-    return timezone.localtime(moment).strftime(DATETIME_LOCAL)
 
 
 class DeviceChoiceField(forms.ModelChoiceField):
@@ -35,7 +30,7 @@ class SensorChoiceField(forms.ModelChoiceField):
 
 
 def datetime_field(label: str) -> forms.DateTimeField:
-    widget = forms.DateTimeInput(attrs={"type": "datetime-local", "class": "form-control"}, format=DATETIME_LOCAL)
+    widget = DateTimeText(attrs={"class": "form-control"})
     return forms.DateTimeField(label=label, widget=widget, error_messages={"required": f"Enter the “{label}” time."})
 
 
@@ -133,4 +128,49 @@ class ExplorerForm(forms.Form):
                 self.add_error("to", "“To” must be after “From”.")
             elif end - start > MAX_RANGE:
                 self.add_error("to", f"Pick a range of at most {MAX_RANGE.days} days.")
+        return data
+
+
+class DeviceForm(forms.ModelForm):
+    """What people may change about a device: how it is called and what to know about it. Its id,
+    MAC and token come from the device and the device API, not from this form."""
+
+    class Meta:
+        model = Device
+        fields = ["name", "kind", "notes"]
+        widgets = {"notes": forms.Textarea(attrs={"rows": 4, "maxlength": 2000})}
+
+
+class SensorForm(forms.ModelForm):
+    """A sensor's label, unit, type, plausible range, precision and whether it is stored at all.
+
+    The range is what ingest accepts: readings outside it become dead letters (reason
+    out_of_range), which can be replayed once the range is right."""
+
+    class Meta:
+        model = Sensor
+        fields = ["label", "type", "unit", "min_value", "max_value", "precision", "enabled", "on_dashboard"]
+        labels = {
+            "min_value": "Lowest plausible value",
+            "max_value": "Highest plausible value",
+            "on_dashboard": "Key sensor (on the dashboard)",
+        }
+        help_texts = {
+            "unit": "As devices send it; a reading in another unit is refused (unit_mismatch).",
+            "min_value": "Readings below are refused and kept as dead letters; empty: no lower limit.",
+            "max_value": "Readings above are refused and kept as dead letters; empty: no upper limit.",
+            "precision": "Decimal places on pages and charts, 0 to 6; CSV keeps values as stored.",
+        }
+
+    def clean_precision(self):
+        precision = self.cleaned_data["precision"]
+        if not 0 <= precision <= 6:
+            raise ValidationError("Show between 0 and 6 decimal places.")
+        return precision
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_value"), data.get("max_value")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_value", "The highest plausible value must not be below the lowest.")
         return data

@@ -22,6 +22,7 @@ DAYS = 30
 STEP = timedelta(minutes=5)
 
 # sensor key -> (type, unit, label, base, daily swing, noise, declared min, max)
+KEY_SENSORS = {"supply_temp", "cabinet_temp", "room_temp", "air_temp"}  # on the dashboard, by site
 SENSOR_KINDS = {
     "supply_temp": ("temperature", "°C", "Supply water temperature", 7.0, 1.5, 0.2, -20, 40),
     "return_temp": ("temperature", "°C", "Return water temperature", 12.0, 2.0, 0.3, -20, 40),
@@ -36,21 +37,62 @@ SENSOR_KINDS = {
 FACILITIES = {
     "acme": {
         ("Riverside Hospital", "12 River Road, Porto", "Europe/Lisbon"): [
-            ("CHILLER-001", "Main chiller", Asset.Type.CHILLER, Asset.Status.OPERATIONAL,
-             [("acme-gw-01", ["supply_temp", "return_temp"]), ("acme-meter-01", ["power"])]),
-            ("AHU-01", "Operating theatre AHU", Asset.Type.AHU, Asset.Status.OPERATIONAL, [("acme-gw-02", ["air_temp", "humidity"])]),
-            ("FRZ-01", "Pharmacy freezer", Asset.Type.FREEZER, Asset.Status.OPERATIONAL, [("acme-gw-03", ["cabinet_temp"])]),
+            (
+                "CHILLER-001",
+                "Main chiller",
+                Asset.Type.CHILLER,
+                Asset.Status.OPERATIONAL,
+                [("acme-gw-01", ["supply_temp", "return_temp"]), ("acme-meter-01", ["power"])],
+            ),
+            (
+                "AHU-01",
+                "Operating theatre AHU",
+                Asset.Type.AHU,
+                Asset.Status.OPERATIONAL,
+                [("acme-gw-02", ["air_temp", "humidity"])],
+            ),
+            (
+                "FRZ-01",
+                "Pharmacy freezer",
+                Asset.Type.FREEZER,
+                Asset.Status.OPERATIONAL,
+                [("acme-gw-03", ["cabinet_temp"])],
+            ),
         ],
         ("Harbour Distribution Centre", "3 Quay Street, Leixões", "Europe/Lisbon"): [
-            ("COLD-01", "Cold room 1", Asset.Type.COLD_ROOM, Asset.Status.OPERATIONAL, [("acme-gw-04", ["room_temp", "humidity"])]),
+            (
+                "COLD-01",
+                "Cold room 1",
+                Asset.Type.COLD_ROOM,
+                Asset.Status.OPERATIONAL,
+                [("acme-gw-04", ["room_temp", "humidity"])],
+            ),
             ("COLD-02", "Cold room 2", Asset.Type.COLD_ROOM, Asset.Status.MAINTENANCE, [("acme-gw-05", ["room_temp"])]),
-            ("CHILLER-002", "Roof chiller", Asset.Type.CHILLER, Asset.Status.FAULT, [("acme-gw-06", ["supply_temp", "return_temp", "power"])]),
+            (
+                "CHILLER-002",
+                "Roof chiller",
+                Asset.Type.CHILLER,
+                Asset.Status.FAULT,
+                [("acme-gw-06", ["supply_temp", "return_temp", "power"])],
+            ),
         ],
     },
     "globex": {
         ("Globex Central Kitchen", "400 Market Avenue, Springfield", "America/Chicago"): [
-            ("WALKIN-01", "Walk-in cooler", Asset.Type.COLD_ROOM, Asset.Status.OPERATIONAL, [("globex-gw-01", ["room_temp", "humidity"])]),
-            ("FRZ-A", "Blast freezer", Asset.Type.FREEZER, Asset.Status.OPERATIONAL, [("globex-gw-02", ["cabinet_temp"])]),
+            (
+                "WALKIN-01",
+                "Walk-in cooler",
+                Asset.Type.COLD_ROOM,
+                Asset.Status.OPERATIONAL,
+                [("globex-gw-01", ["room_temp", "humidity"])],
+            ),
+            (
+                "FRZ-A",
+                "Blast freezer",
+                Asset.Type.FREEZER,
+                Asset.Status.OPERATIONAL,
+                [("globex-gw-02", ["cabinet_temp"])],
+            ),
         ],
     },
 }
@@ -63,21 +105,38 @@ def seed_tenant(tenant, log) -> None:
     for (site_name, address, zone), assets in plan.items():
         site, _ = Site.objects.get_or_create(name=site_name, defaults={"address": address, "time_zone": zone})
         for tag, name, kind, status, devices in assets:
-            asset, _ = Asset.objects.get_or_create(site=site, tag=tag, defaults={"name": name, "type": kind, "status": status})
+            asset, _ = Asset.objects.get_or_create(
+                site=site, tag=tag, defaults={"name": name, "type": kind, "status": status}
+            )
             for device_id, sensor_keys in devices:
                 ensure_device(asset, device_id, sensor_keys)
     result = ingest(history(tenant.slug), source="internal", auto_create=False)
     hours = roll_up()
-    log(f"{tenant.slug}: facilities history {result.written} readings written, {result.duplicates} already there, "
-        f"{result.rejected} rejected to dead letters; {hours} hours rolled up")
+    log(
+        f"{tenant.slug}: facilities history {result.written} readings written, {result.duplicates} already there, "
+        f"{result.rejected} rejected to dead letters; {hours} hours rolled up"
+    )
 
 
 def ensure_device(asset: Asset, device_id: str, sensor_keys: list[str]) -> None:
-    device, _ = Device.objects.get_or_create(device_id=device_id, defaults={"name": device_id.upper(), "firmware": "2.4.1"})
+    device, _ = Device.objects.get_or_create(
+        device_id=device_id, defaults={"name": device_id.upper(), "firmware": "2.4.1"}
+    )
     DeviceBinding.objects.get_or_create(device=device, defaults={"asset": asset})
     for key in sensor_keys:
         kind, unit, label, *_, low, high = SENSOR_KINDS[key]
-        Sensor.objects.get_or_create(device=device, key=key, defaults={"type": kind, "unit": unit, "label": label, "min_value": low, "max_value": high})
+        Sensor.objects.get_or_create(
+            device=device,
+            key=key,
+            defaults={
+                "type": kind,
+                "unit": unit,
+                "label": label,
+                "min_value": low,
+                "max_value": high,
+                "on_dashboard": key in KEY_SENSORS,
+            },
+        )
 
 
 def history(tenant_slug: str):
@@ -87,7 +146,7 @@ def history(tenant_slug: str):
     start = end - timedelta(days=DAYS)
     for sensor in Sensor.objects.filter(device__device_id__startswith=f"{tenant_slug}-").select_related("device"):
         kind, unit, _, base, swing, noise, low, high = SENSOR_KINDS[sensor.key]
-        rng = random.Random(f"{sensor.device.device_id}/{sensor.key}")
+        rng = random.Random(f"{sensor.device.device_id}/{sensor.key}")  # noqa: S311 (demo data)
         gap_days = {rng.randrange(DAYS) for _ in range(2)}  # the gateway was off for a few hours
         ts = start
         while ts <= end:

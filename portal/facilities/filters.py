@@ -7,7 +7,9 @@ from portal.facilities.models import Asset, Site
 
 class SiteFilter(ListFilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    sort = django_filters.OrderingFilter(fields=(("name", "name"), ("asset_count", "assets"), ("created_at", "created")))
+    sort = django_filters.OrderingFilter(
+        fields=(("name", "name"), ("asset_count", "assets"), ("created_at", "created"))
+    )
 
     class Meta:
         model = Site
@@ -22,8 +24,15 @@ class AssetFilter(ListFilterSet):
     site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="Any site")
     type = django_filters.ChoiceFilter(choices=Asset.Type.choices, empty_label="Any type")
     status = django_filters.ChoiceFilter(choices=Asset.Status.choices, empty_label="Any status")
-    online = django_filters.ChoiceFilter(choices=[("yes", "Online"), ("no", "Offline")], method="filter_online", empty_label="Online or not", label="Devices")
-    sort = django_filters.OrderingFilter(fields=(("tag", "tag"), ("name", "name"), ("site__name", "site"), ("type", "type"), ("status", "status")))
+    online = django_filters.ChoiceFilter(
+        choices=[("yes", "Online"), ("no", "Offline")],
+        method="filter_online",
+        empty_label="Online or not",
+        label="Devices",
+    )
+    sort = django_filters.OrderingFilter(
+        fields=(("tag", "tag"), ("name", "name"), ("site__name", "site"), ("type", "type"), ("status", "status"))
+    )
 
     class Meta:
         model = Asset

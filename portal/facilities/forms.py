@@ -1,6 +1,8 @@
 from django import forms
 
+from portal.core.formatting import DateTimeText
 from portal.facilities.models import Asset, DeviceBinding, Site
+from telemetry.bounds import OutOfBounds, utc_moment
 from telemetry.models import Device
 
 
@@ -42,8 +44,8 @@ class ChartRangeForm(forms.Form):
 
     range = forms.ChoiceField(choices=list(RANGES.items()), required=False)
     bucket = forms.ChoiceField(choices=BUCKET_CHOICES, required=False)
-    start = forms.DateTimeField(required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    end = forms.DateTimeField(required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    start = forms.DateTimeField(required=False, label="From", widget=DateTimeText())
+    end = forms.DateTimeField(required=False, label="To", widget=DateTimeText())
 
     def clean(self):
         from datetime import timedelta
@@ -57,6 +59,10 @@ class ChartRangeForm(forms.Form):
             start, end = cleaned.get("start"), cleaned.get("end")
             if not start or not end:
                 raise forms.ValidationError("A custom range needs both a start and an end.")
+            try:  # year 9999 overflows as soon as a bucket is added to it
+                start, end = utc_moment(start), utc_moment(end)
+            except OutOfBounds:
+                raise forms.ValidationError("A range must lie between 1970 and 2100.") from None
             if start >= end:
                 raise forms.ValidationError("The start must be before the end.")
             if end - start > timedelta(days=400):

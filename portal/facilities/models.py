@@ -7,6 +7,22 @@ from django.utils import timezone
 
 from telemetry.models import Device, Sensor, online_window
 
+# MQTT topic levels are split on "/" and "+" and "#" are its wildcards: a tag holding one of
+# them could never be published to (tenants/{slug}/sites/{site}/assets/{tag}/telemetry).
+TOPIC_RESERVED = "/#+"
+
+
+def validate_tag(value: str) -> None:
+    refused = sorted({char for char in value if char in TOPIC_RESERVED})
+    if refused:
+        shown = " ".join(f"“{char}”" for char in refused)
+        raise ValidationError(
+            f"A tag cannot contain {shown}: tags are MQTT topic levels, where / + # have a meaning. "
+            "Use letters, digits, “-” or “_” (e.g. CHILLER-001)."
+        )
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValidationError("A tag cannot contain spaces or control characters (e.g. CHILLER-001).")
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -29,7 +45,9 @@ class Site(models.Model):
 class AssetQuerySet(models.QuerySet):
     def with_online(self):
         """Annotate `online`: any device bound to the asset reported within the online window."""
-        recent = DeviceBinding.objects.filter(asset=OuterRef("pk"), device__last_seen__gte=timezone.now() - online_window())
+        recent = DeviceBinding.objects.filter(
+            asset=OuterRef("pk"), device__last_seen__gte=timezone.now() - online_window()
+        )
         return self.annotate(online=Exists(recent))
 
 
@@ -50,7 +68,11 @@ class Asset(models.Model):
         DECOMMISSIONED = "decommissioned", "Decommissioned"
 
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="assets")
-    tag = models.CharField(max_length=64, help_text="The asset's tag, as on its label and in MQTT topics (e.g. CHILLER-001).")
+    tag = models.CharField(
+        max_length=64,
+        validators=[validate_tag],
+        help_text="The asset's tag, as on its label and in MQTT topics (e.g. CHILLER-001); unique within its site.",
+    )
     name = models.CharField(max_length=150, blank=True)
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPERATIONAL)
@@ -69,11 +91,17 @@ class Asset(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.tag} {self.name}".strip()
+        # with the site: tags are unique per site only, and two CHILLER-001s must not look alike
+        # in a menu (select_related("site") where many are listed)
+        return f"{self.tag} {self.name}".strip() + f" · {self.site.name}"
 
     def sensors(self):
         """Sensors of every device bound to the asset (an old device and a new gateway alike)."""
-        return Sensor.objects.filter(device__binding__asset=self).select_related("device").order_by("device__device_id", "key")
+        return (
+            Sensor.objects.filter(device__binding__asset=self)
+            .select_related("device")
+            .order_by("device__device_id", "key")
+        )
 
 
 class DeviceBinding(models.Model):

@@ -2,8 +2,8 @@
 
     tenants/{tenant}/sites/{site}/assets/{asset}/telemetry   SenML or the plain object
     tenants/{tenant}/devices/{device}/sensors/{sensor}       {"value", "unit", "timestamp"} or a number
-    tenants/{tenant}/locks/{device}/status|heartbeat|response  (no handler yet: dead-lettered)
 
+This is the facilities app's topic handler for the bridge (bridge/registry.py: batched lane).
 decode() reads one message without touching the database; store() writes a batch of decoded
 messages of one tenant inside its schema: it creates the site, asset, device and binding on
 first sight, sends every reading through telemetry.ingest.ingest(), and keeps whatever could not
@@ -17,6 +17,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from portal.facilities.models import Asset, DeviceBinding, Site
+from telemetry.deadletters import per_message
 from telemetry.formats import FormatError, parse_asset_payload, parse_sensor_payload
 from telemetry.ingest import IngestResult, ReadingIn, ingest
 from telemetry.models import DeadLetter, Device
@@ -24,9 +25,6 @@ from telemetry.models import DeadLetter, Device
 SUBSCRIPTIONS = [
     "tenants/+/sites/+/assets/+/telemetry",
     "tenants/+/devices/+/sensors/+",
-    "tenants/+/locks/+/status",
-    "tenants/+/locks/+/heartbeat",
-    "tenants/+/locks/+/response",
 ]
 
 
@@ -43,8 +41,17 @@ class Message:
     reason: str = ""
     detail: str = ""
 
-    def dead_letter(self) -> DeadLetter:
-        return DeadLetter(source=DeadLetter.Source.MQTT, topic=self.topic[:300], payload=self.raw, reason=self.reason, detail=self.detail[:300])
+    def dead_letter(self, source: str = DeadLetter.Source.MQTT) -> DeadLetter:
+        letter = DeadLetter(
+            source=source,
+            topic=self.topic[:300],
+            payload=self.raw,
+            reason=self.reason,
+            detail=self.detail[:300],
+        )
+        parts = self.topic.split("/")  # tenants/{tenant}/devices/{device}/…: whose allowance it counts against
+        letter.sender = parts[3][:100] if len(parts) > 3 and parts[2] == "devices" else ""
+        return letter
 
 
 def decode(topic: str, payload: bytes, now: datetime) -> Message:
@@ -52,17 +59,23 @@ def decode(topic: str, payload: bytes, now: datetime) -> Message:
     parts = topic.split("/")
     message = Message(topic=topic, raw=raw, tenant_slug=parts[1] if len(parts) > 1 and parts[0] == "tenants" else "")
     try:
-        if len(parts) == 7 and parts[0] == "tenants" and parts[2] == "sites" and parts[4] == "assets" and parts[6] == "telemetry":
+        if (
+            len(parts) == 7
+            and parts[0] == "tenants"
+            and parts[2] == "sites"
+            and parts[4] == "assets"
+            and parts[6] == "telemetry"
+        ):
             message.site, message.asset = parts[3].strip(), parts[5].strip()
             if not message.site or not message.asset:
-                raise FormatError("missing_site" if not message.site else "missing_asset", "the topic names no site or no asset")
+                raise FormatError(
+                    "missing_site" if not message.site else "missing_asset", "the topic names no site or no asset"
+                )
             message.readings = parse_asset_payload(payload, topic=topic, now=now)
         elif len(parts) == 6 and parts[0] == "tenants" and parts[2] == "devices" and parts[4] == "sensors":
             if not parts[3] or not parts[5]:
                 raise FormatError("missing_field", "the topic names no device or no sensor")
             message.readings = [parse_sensor_payload(payload, parts[3], parts[5], topic=topic, now=now)]
-        elif len(parts) == 5 and parts[0] == "tenants" and parts[2] == "locks":
-            raise FormatError("no_handler", f"lock {parts[4]} messages have no handler yet")
         else:
             raise FormatError("unknown_topic", "the topic matches none of Fieldwatch's topics")
     except FormatError as error:
@@ -103,22 +116,33 @@ class HierarchyCache:
 hierarchy = HierarchyCache()
 
 
-def store(messages: list[Message], now: datetime | None = None) -> IngestResult:
-    """Store decoded messages of the current tenant in one transaction."""
+def store(
+    messages: list[Message], now: datetime | None = None, source: str = DeadLetter.Source.MQTT, budget=None
+) -> IngestResult:
+    """Store decoded messages of the current tenant in one transaction (source: MQTT for the
+    bridge, webhook for the broker's HTTP rule, which decodes the same messages).
+
+    budget: a LetterBudget (telemetry.deadletters) for all of them (the webhook: one request),
+    whose summary letter is written here; without, the ingest path caps each message's own."""
     readings, letters = [], []
     with transaction.atomic():
         for message in messages:
             if message.reason:
-                letters.append(message.dead_letter())
+                letters.append(message.dead_letter(source))
                 continue
             if message.asset:
                 hierarchy.ensure(message.site, message.asset, {r.device for r in message.readings})
             readings.extend(message.readings)
-        result = ingest(readings, source=DeadLetter.Source.MQTT, now=now)
+        result = ingest(readings, source=source, now=now, budget=budget)
         if letters:
-            DeadLetter.objects.bulk_create(letters)
+            if budget is None:  # one per message, as many as its sender may still write
+                DeadLetter.objects.bulk_create(per_message(letters))
+            else:
+                budget.extend(letters)
             result.rejected += len(letters)
             result.reasons.update(letter.reason for letter in letters)
+        if budget is not None:
+            budget.write()
     return result
 
 
@@ -134,7 +158,11 @@ def replay(letters, now: datetime | None = None) -> IngestResult:
     for letter in letters:
         message = decode(letter.topic, letter.payload.encode(), now)
         if message.tenant_slug != slug and not message.reason:
-            message.reason, message.detail, message.readings = "wrong_tenant", f"the topic names tenant {message.tenant_slug!r}", []
+            message.reason, message.detail, message.readings = (
+                "wrong_tenant",
+                f"the topic names tenant {message.tenant_slug!r}",
+                [],
+            )
         messages.append(message)
     with transaction.atomic():
         result = store(messages, now)

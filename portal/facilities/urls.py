@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.facilities import views
+from portal.facilities import live, views
 
 urlpatterns = [
     path("sites/", views.site_list, name="facilities-site-list"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("assets/", views.asset_list, name="facilities-asset-list"),
     path("assets/new/", views.asset_create, name="facilities-asset-create"),
     path("assets/<int:pk>/", views.asset_detail, name="facilities-asset-detail"),
+    path("assets/<int:pk>/live/", live.asset_live, name="facilities-asset-live"),
     path("assets/<int:pk>/edit/", views.asset_edit, name="facilities-asset-edit"),
     path("assets/<int:pk>/delete/", views.asset_delete, name="facilities-asset-delete"),
     path("assets/<int:pk>/devices/new/", views.binding_create, name="facilities-binding-create"),

@@ -1,4 +1,17 @@
-"""Role checks for tenant views. TenantAccessMiddleware has already refused non-members."""
+"""Role checks for tenant views. TenantAccessMiddleware has already refused non-members.
+
+What each role may do (each role also does everything of the roles below it):
+
+- viewer: read every page and export its CSV.
+- operator: act on devices and data: register or unregister a device, rotate or revoke its
+  token, reset its provisioning, install a device on an asset or remove it, edit its sensors
+  and notes, replay dead letters, acknowledge alerts and silence them.
+- admin: manage configuration and people: sites, assets, alert rules and channels, telemetry
+  settings, the organisation's settings, API keys, members and invitations, the audit log.
+- owner: also make or remove owners.
+
+tests/tenancy/test_role_matrix.py checks every action for every role.
+"""
 
 import functools
 

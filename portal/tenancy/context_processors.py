@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
 
 from portal.tenancy.models import Membership, Role
 
@@ -8,13 +9,15 @@ def tenancy(request):
     tenant = getattr(request, "tenant", None)
     membership = getattr(request, "membership", None)
     user = getattr(request, "user", None)
-    other_tenants = []
-    if tenant is not None and user is not None and user.is_authenticated:
-        other_tenants = [
-            m.tenant
-            for m in Membership.objects.filter(user=user, tenant__is_active=True).select_related("tenant").order_by("tenant__name")
-            if m.tenant_id != tenant.pk
-        ]
+
+    def others() -> list:
+        if tenant is None or user is None or not user.is_authenticated:
+            return []
+        memberships = Membership.objects.filter(user=user, tenant__is_active=True).select_related("tenant")
+        return [m.tenant for m in memberships.order_by("tenant__name") if m.tenant_id != tenant.pk]
+
+    # lazy: only the navbar asks, so fragments (htmx partials, live answers) cost no query for it
+    other_tenants = SimpleLazyObject(others)
     return {
         "tenant": tenant,
         "is_public_site": tenant is None or tenant.is_public,

@@ -1,7 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from portal.tenancy.models import Invitation, Membership, Role
+from portal.tenancy.models import Invitation, Membership, Role, Tenant
 
 
 def grantable_roles(actor: Membership) -> list[tuple[str, str]]:
@@ -43,3 +43,19 @@ class InviteForm(forms.Form):
         if Invitation.objects.open().filter(tenant=tenant, email__iexact=email).exists():
             raise ValidationError("An invitation to this address is open already; resend or revoke it below.")
         return email
+
+
+class OrganisationForm(forms.ModelForm):
+    """The organisation's own settings (admins): its name and the time zone every page, chart,
+    CSV and day bucket uses. The slug and host stay as the console made them."""
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "time_zone"]
+        help_texts = {
+            "time_zone": "An IANA name such as Europe/Lisbon or America/Sao_Paulo (default UTC). Pages, charts "
+            "and CSV show times in it, 24-hour.",
+        }
+
+    def clean_time_zone(self):
+        return self.cleaned_data["time_zone"].strip()

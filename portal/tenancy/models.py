@@ -1,13 +1,17 @@
 import hashlib
+import re
 import secrets
 from datetime import timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import slugify
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.utils import schema_exists
 
 
 class TenantQuerySet(models.QuerySet):
@@ -19,10 +23,21 @@ class TenantQuerySet(models.QuerySet):
         return self.customers().filter(is_active=True)
 
 
+def validate_time_zone(name: str) -> None:
+    if name not in available_timezones():
+        raise ValidationError(f"{name!r} is not a time zone of the IANA database (e.g. Europe/Lisbon, UTC).")
+
+
 class Tenant(TenantMixin):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True)
     is_active = models.BooleanField(default=True, help_text="Suspended tenants see a notice; their devices get 403.")
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="Pages, charts, CSV and day/month buckets of this organisation use this time zone.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True
@@ -35,6 +50,14 @@ class Tenant(TenantMixin):
 
     def __str__(self):
         return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The tenant's time zone (UTC should a stored name ever stop being valid)."""
+        try:
+            return ZoneInfo(self.time_zone or "UTC")
+        except (ValueError, KeyError):
+            return ZoneInfo("UTC")
 
     @property
     def is_public(self) -> bool:
@@ -51,13 +74,36 @@ class Tenant(TenantMixin):
 
     @classmethod
     def suggest_slug(cls, name: str) -> str:
-        base = slugify(name)[:40].strip("-") or "org"
+        base = slugify(name).replace("_", "-")[:40].strip("-") or "org"
         if not base[0].isalpha():
             base = f"org-{base}"
         slug, n = base, 2
-        while cls.objects.filter(slug=slug).exists() or slug in RESERVED_SLUGS:
+        while cls.slug_problem(slug):
             slug, n = f"{base}-{n}", n + 1
         return slug
+
+    @classmethod
+    def slug_problem(cls, slug: str) -> str | None:
+        """Why a new tenant may not take this slug, or None.
+
+        Reserved by schema name as well as by slug: `tenant_template` and `tenant-template` both name
+        the template schema, and django-tenants adopts a schema that exists instead of creating one,
+        so a tenant given the template (or public, or a system schema) would share its tables.
+        """
+        if not SLUG_PATTERN.fullmatch(slug):
+            return "Use lower-case letters, digits and hyphens, starting with a letter."
+        schema = cls.schema_for_slug(slug)
+        if slug in RESERVED_SLUGS or schema_is_reserved(schema):
+            return "This address is reserved."
+        if cls.objects.filter(models.Q(slug=slug) | models.Q(schema_name=schema)).exists() or schema_exists(schema):
+            return "This address is taken."
+        return None
+
+    @classmethod
+    def validate_new_slug(cls, slug: str) -> None:
+        problem = cls.slug_problem(slug)
+        if problem:
+            raise ValidationError(problem, code="slug")
 
     def primary_domain(self) -> str:
         return next((d.domain for d in self.domains.all() if d.is_primary), self.domain_for_slug(self.slug))
@@ -65,6 +111,15 @@ class Tenant(TenantMixin):
 
 # Host names a customer may not take: they collide with the public site or infrastructure.
 RESERVED_SLUGS = {"www", "api", "ops", "admin", "public", "static", "mail", "mqtt", "status", "tenant-template"}
+
+# A host-name label (no underscore: DNS refuses it, and `a_b` would share the schema of `a-b`).
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def schema_is_reserved(schema: str) -> bool:
+    """Schemas no tenant may own: public, the template new tenants are cloned from, PostgreSQL's own."""
+    fixed = {settings.PUBLIC_SCHEMA_NAME, settings.TENANT_BASE_SCHEMA, "information_schema"}
+    return schema in fixed or schema.startswith("pg_")
 
 
 class Domain(DomainMixin):
@@ -134,7 +189,9 @@ class Invitation(models.Model):
     expires_at = models.DateTimeField()
     sent_count = models.PositiveIntegerField(default=0)
     accepted_at = models.DateTimeField(null=True, blank=True)
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvitationQuerySet.as_manager()
@@ -144,7 +201,8 @@ class Invitation(models.Model):
         constraints = [
             # One open invitation per address and tenant; resending renews it instead of adding another.
             models.UniqueConstraint(
-                Lower("email"), "tenant",
+                Lower("email"),
+                "tenant",
                 condition=models.Q(accepted_at=None, revoked_at=None),
                 name="invitation_one_open_per_email",
             )
@@ -199,6 +257,25 @@ def accept_invitation(invitation: Invitation, user) -> Membership:
         won = Invitation.objects.pending().filter(pk=invitation.pk).update(accepted_at=timezone.now(), accepted_by=user)
         if not won:
             raise InvitationError("This invitation has already been used.")
-        membership, _ = Membership.objects.get_or_create(user=user, tenant=invitation.tenant, defaults={"role": invitation.role})
+        membership, _ = Membership.objects.get_or_create(
+            user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
+        )
     invitation.refresh_from_db()
     return membership
+
+
+class LockRoute(models.Model):
+    """Which tenant a lock id belongs to, for locks in the field that speak seed 004's topics
+    (`smartlock/{id}/…` names no tenant). Kept in the public schema beside the tenants, so the
+    bridge finds the schema of a lock message with one indexed lookup; the lock id is unique across
+    the whole deployment (the topic has no other way to tell two locks apart)."""
+
+    lock_id = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="lock_routes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lock_id"]
+
+    def __str__(self):
+        return f"{self.lock_id} → {self.tenant.slug}"

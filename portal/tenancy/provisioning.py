@@ -17,9 +17,13 @@ def create_tenant(name: str, slug: str, owner=None, request=None) -> Tenant:
     2. Primary domain <slug>.<base domain>.
     3. The owner's membership, if an owner is given.
     4. An audit row in the new schema.
+
+    Raises ValidationError for a slug whose schema is reserved or exists (Tenant.slug_problem).
     """
     started = time.monotonic()
     with transaction.atomic():
+        # The last word for every entry (sign-up, console, command): never adopt an existing schema.
+        Tenant.validate_new_slug(slug)
         tenant = Tenant(name=name, slug=slug, schema_name=Tenant.schema_for_slug(slug))
         tenant.save(verbosity=0)
         Domain.objects.create(domain=Tenant.domain_for_slug(slug), tenant=tenant, is_primary=True)

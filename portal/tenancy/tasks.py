@@ -8,6 +8,7 @@ Huey does not acknowledge: a killed worker can lose or repeat a task, so tasks a
 """
 
 import functools
+import logging
 
 from django_tenants.utils import schema_context
 from huey.contrib.djhuey import db_periodic_task, db_task
@@ -24,6 +25,17 @@ def tenant_task(**task_options):
         return task
 
     return decorator
+
+
+def enqueue_quietly(task, *args) -> bool:
+    """Enqueue, and log instead of failing when the queue is down: for reactions that a sweep or
+    command applies later (manage.py mqtt_sync), which must not undo the person's change."""
+    try:
+        task(*args)
+        return True
+    except Exception:
+        logging.getLogger(__name__).exception("could not queue %s; it is applied by the next sync", task.name)
+        return False
 
 
 def enqueue_for_active_tenants(task, *args, **kwargs) -> int:

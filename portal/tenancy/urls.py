@@ -4,6 +4,7 @@ from portal.tenancy import views
 
 urlpatterns = [
     path("members/", views.members, name="tenancy-member-list"),
+    path("settings/organisation/", views.organisation_settings, name="tenancy-organisation-edit"),
     path("members/<int:pk>/role/", views.member_role, name="tenancy-member-role"),
     path("members/<int:pk>/remove/", views.member_remove, name="tenancy-member-remove"),
     path("members/invitations/", views.invitation_create, name="tenancy-invitation-create"),

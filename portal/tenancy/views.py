@@ -17,10 +17,11 @@ from django.views.decorators.http import require_POST
 from portal.accounts.forms import InvitedSignupForm
 from portal.accounts.models import User
 from portal.audit.log import record
+from portal.core.editing import form_view
 from portal.core.lists import Column, list_response
 from portal.tenancy.access import role_required
 from portal.tenancy.filters import MembershipFilter
-from portal.tenancy.forms import InviteForm, RoleForm
+from portal.tenancy.forms import InviteForm, OrganisationForm, RoleForm
 from portal.tenancy.models import (
     Invitation,
     InvitationError,
@@ -196,7 +197,9 @@ def switch(request, slug):
     target = get_object_or_404(Tenant.objects.active(), slug=slug)
     if not Membership.objects.filter(user=request.user, tenant=target).exists():
         raise Http404("No such organisation.")
-    token = signing.dumps({"u": request.user.pk, "t": target.schema_name, "n": secrets.token_urlsafe(16)}, salt=HANDOFF_SALT)
+    token = signing.dumps(
+        {"u": request.user.pk, "t": target.schema_name, "n": secrets.token_urlsafe(16)}, salt=HANDOFF_SALT
+    )
     port = request.get_port()
     default_port = "443" if request.is_secure() else "80"
     host = target.primary_domain() + ("" if port == default_port else f":{port}")
@@ -207,7 +210,7 @@ def handoff(request):
     try:
         claim = signing.loads(request.GET.get("token", ""), salt=HANDOFF_SALT, max_age=HANDOFF_MAX_AGE)
     except signing.BadSignature:
-        raise PermissionDenied("This sign-in link is invalid or has expired; sign in again.")
+        raise PermissionDenied("This sign-in link is invalid or has expired; sign in again.") from None
     # add() succeeds once per nonce: a replayed link is refused
     if claim.get("t") != connection.schema_name or not cache.add(f"handoff:{claim['n']}", 1, HANDOFF_MAX_AGE * 2):
         raise PermissionDenied("This sign-in link is invalid or has already been used.")
@@ -216,3 +219,17 @@ def handoff(request):
         raise PermissionDenied("You are not a member of this organisation.")
     login(request, user, backend="allauth.account.auth_backends.AuthenticationBackend")
     return redirect("core-dashboard")
+
+
+@role_required(Role.ADMIN)
+def organisation_settings(request):
+    """The organisation's name and time zone (admins), audited."""
+    return form_view(
+        request,
+        OrganisationForm,
+        instance=Tenant.objects.get(pk=request.tenant.pk),  # not the routing cache's copy, which may be stale
+        template="includes/object_form.html",
+        action="organisation.updated",
+        success_url=request.path,
+        context={"title": "Organisation settings", "cancel_url": "/"},
+    )

@@ -7,135 +7,260 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DeadLetter',
+            name="DeadLetter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('mqtt', 'MQTT'), ('http', 'HTTP'), ('webhook', 'Webhook'), ('bulk', 'Bulk upload'), ('internal', 'Internal')], max_length=10)),
-                ('topic', models.CharField(blank=True, help_text='MQTT topic or HTTP path it came on.', max_length=300)),
-                ('payload', models.TextField(help_text='The raw input, as received.')),
-                ('reason', models.CharField(db_index=True, max_length=40)),
-                ('detail', models.CharField(blank=True, max_length=300)),
-                ('received_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('replayed_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("mqtt", "MQTT"),
+                            ("http", "HTTP"),
+                            ("webhook", "Webhook"),
+                            ("bulk", "Bulk upload"),
+                            ("internal", "Internal"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "topic",
+                    models.CharField(blank=True, help_text="MQTT topic or HTTP path it came on.", max_length=300),
+                ),
+                ("payload", models.TextField(help_text="The raw input, as received.")),
+                ("reason", models.CharField(db_index=True, max_length=40)),
+                ("detail", models.CharField(blank=True, max_length=300)),
+                ("received_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("replayed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-received_at', '-id'],
+                "ordering": ["-received_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Device',
+            name="Device",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('device_id', models.CharField(help_text='The id the device reports itself as.', max_length=100, unique=True)),
-                ('name', models.CharField(blank=True, max_length=150)),
-                ('kind', models.CharField(choices=[('gateway', 'Gateway'), ('controller', 'Controller'), ('sensor_node', 'Sensor node'), ('counter', 'Counter'), ('lock', 'Lock')], default='gateway', max_length=20)),
-                ('mac', models.CharField(blank=True, max_length=17, null=True, unique=True)),
-                ('firmware', models.CharField(blank=True, max_length=50)),
-                ('last_seen', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "device_id",
+                    models.CharField(help_text="The id the device reports itself as.", max_length=100, unique=True),
+                ),
+                ("name", models.CharField(blank=True, max_length=150)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("gateway", "Gateway"),
+                            ("controller", "Controller"),
+                            ("sensor_node", "Sensor node"),
+                            ("counter", "Counter"),
+                            ("lock", "Lock"),
+                        ],
+                        default="gateway",
+                        max_length=20,
+                    ),
+                ),
+                ("mac", models.CharField(blank=True, max_length=17, null=True, unique=True)),
+                ("firmware", models.CharField(blank=True, max_length=50)),
+                ("last_seen", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['device_id'],
+                "ordering": ["device_id"],
             },
         ),
         migrations.CreateModel(
-            name='TelemetrySettings',
+            name="TelemetrySettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('raw_retention_days', models.PositiveIntegerField(default=90, help_text='Raw readings older than this are deleted; rollups are kept.')),
-                ('future_window_seconds', models.PositiveIntegerField(default=300, help_text='Readings stamped further ahead than this are rejected.')),
-                ('auto_create_sensors', models.BooleanField(default=True, help_text='Create devices and sensors on first sight of their data.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "raw_retention_days",
+                    models.PositiveIntegerField(
+                        default=90, help_text="Raw readings older than this are deleted; rollups are kept."
+                    ),
+                ),
+                (
+                    "future_window_seconds",
+                    models.PositiveIntegerField(
+                        default=300, help_text="Readings stamped further ahead than this are rejected."
+                    ),
+                ),
+                (
+                    "auto_create_sensors",
+                    models.BooleanField(
+                        default=True, help_text="Create devices and sensors on first sight of their data."
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'telemetry settings',
+                "verbose_name_plural": "telemetry settings",
             },
         ),
         migrations.CreateModel(
-            name='Sensor',
+            name="Sensor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text="The sensor's id within its device, as it reports it.", max_length=100)),
-                ('type', models.CharField(blank=True, help_text='temperature, humidity, pressure, power…', max_length=50)),
-                ('unit', models.CharField(blank=True, max_length=20)),
-                ('label', models.CharField(blank=True, max_length=150)),
-                ('min_value', models.FloatField(blank=True, help_text='Lowest value the sensor can report; below is rejected.', null=True)),
-                ('max_value', models.FloatField(blank=True, help_text='Highest value the sensor can report; above is rejected.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sensors', to='telemetry.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "key",
+                    models.CharField(help_text="The sensor's id within its device, as it reports it.", max_length=100),
+                ),
+                (
+                    "type",
+                    models.CharField(blank=True, help_text="temperature, humidity, pressure, power…", max_length=50),
+                ),
+                ("unit", models.CharField(blank=True, max_length=20)),
+                ("label", models.CharField(blank=True, max_length=150)),
+                (
+                    "min_value",
+                    models.FloatField(
+                        blank=True, help_text="Lowest value the sensor can report; below is rejected.", null=True
+                    ),
+                ),
+                (
+                    "max_value",
+                    models.FloatField(
+                        blank=True, help_text="Highest value the sensor can report; above is rejected.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sensors", to="telemetry.device"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['device__device_id', 'key'],
+                "ordering": ["device__device_id", "key"],
             },
         ),
         migrations.CreateModel(
-            name='Reading',
+            name="Reading",
             fields=[
-                ('pk', models.CompositePrimaryKey('sensor_id', 'ts', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('ts', models.DateTimeField()),
-                ('value', models.FloatField()),
-                ('sensor', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "sensor_id", "ts", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("value", models.FloatField()),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="telemetry.sensor",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='HourlyRollup',
+            name="HourlyRollup",
             fields=[
-                ('bucket', models.DateTimeField()),
-                ('count', models.IntegerField()),
-                ('sum', models.FloatField()),
-                ('min', models.FloatField()),
-                ('max', models.FloatField()),
-                ('last_value', models.FloatField()),
-                ('last_ts', models.DateTimeField()),
-                ('pk', models.CompositePrimaryKey('sensor_id', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('sensor', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor')),
+                ("bucket", models.DateTimeField()),
+                ("count", models.IntegerField()),
+                ("sum", models.FloatField()),
+                ("min", models.FloatField()),
+                ("max", models.FloatField()),
+                ("last_value", models.FloatField()),
+                ("last_ts", models.DateTimeField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "sensor_id", "bucket", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="telemetry.sensor",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='DirtyHour',
+            name="DirtyHour",
             fields=[
-                ('pk', models.CompositePrimaryKey('sensor_id', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('bucket', models.DateTimeField()),
-                ('sensor', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "sensor_id", "bucket", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="telemetry.sensor",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='DailyRollup',
+            name="DailyRollup",
             fields=[
-                ('bucket', models.DateTimeField()),
-                ('count', models.IntegerField()),
-                ('sum', models.FloatField()),
-                ('min', models.FloatField()),
-                ('max', models.FloatField()),
-                ('last_value', models.FloatField()),
-                ('last_ts', models.DateTimeField()),
-                ('pk', models.CompositePrimaryKey('sensor_id', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('sensor', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor')),
+                ("bucket", models.DateTimeField()),
+                ("count", models.IntegerField()),
+                ("sum", models.FloatField()),
+                ("min", models.FloatField()),
+                ("max", models.FloatField()),
+                ("last_value", models.FloatField()),
+                ("last_ts", models.DateTimeField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "sensor_id", "bucket", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="telemetry.sensor",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.AddConstraint(
-            model_name='sensor',
-            constraint=models.UniqueConstraint(fields=('device', 'key'), name='sensor_unique_device_key'),
+            model_name="sensor",
+            constraint=models.UniqueConstraint(fields=("device", "key"), name="sensor_unique_device_key"),
         ),
         migrations.AddConstraint(
-            model_name='sensor',
-            constraint=models.CheckConstraint(condition=models.Q(('min_value__isnull', True), ('max_value__isnull', True), ('min_value__lte', models.F('max_value')), _connector='OR'), name='sensor_range_ordered'),
+            model_name="sensor",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("min_value__isnull", True),
+                    ("max_value__isnull", True),
+                    ("min_value__lte", models.F("max_value")),
+                    _connector="OR",
+                ),
+                name="sensor_range_ordered",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reading',
-            index=django.contrib.postgres.indexes.BrinIndex(fields=['ts'], name='reading_ts_brin'),
+            model_name="reading",
+            index=django.contrib.postgres.indexes.BrinIndex(fields=["ts"], name="reading_ts_brin"),
         ),
     ]

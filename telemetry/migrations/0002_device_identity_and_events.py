@@ -5,79 +5,106 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telemetry', '0001_initial'),
+        ("telemetry", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deadletter',
-            name='device_ref',
-            field=models.CharField(blank=True, db_index=True, help_text='device id or MAC the input claimed, if any', max_length=100),
+            model_name="deadletter",
+            name="device_ref",
+            field=models.CharField(
+                blank=True, db_index=True, help_text="device id or MAC the input claimed, if any", max_length=100
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='assigned_at',
-            field=models.DateTimeField(blank=True, help_text='When an admin registered the device; unset: unregistered.', null=True),
+            model_name="device",
+            name="assigned_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When an admin registered the device; unset: unregistered.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='last_handshake_at',
+            model_name="device",
+            name="last_handshake_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='device',
-            name='legacy_tokenless_at',
-            field=models.DateTimeField(blank=True, help_text='Last legacy post accepted without a token.', null=True),
+            model_name="device",
+            name="legacy_tokenless_at",
+            field=models.DateTimeField(blank=True, help_text="Last legacy post accepted without a token.", null=True),
         ),
         migrations.AddField(
-            model_name='device',
-            name='provisioning_reset_at',
-            field=models.DateTimeField(blank=True, help_text='Set by an admin: the next handshake by MAC gets a new token.', null=True),
+            model_name="device",
+            name="provisioning_reset_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Set by an admin: the next handshake by MAC gets a new token.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='status',
-            field=models.JSONField(blank=True, default=dict, help_text='Latest status the device reported: counters, RTC/SD, uptime, Wi-Fi.'),
+            model_name="device",
+            name="status",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Latest status the device reported: counters, RTC/SD, uptime, Wi-Fi.",
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='token_created_at',
+            model_name="device",
+            name="token_created_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='device',
-            name='token_hash',
+            model_name="device",
+            name="token_hash",
             field=models.CharField(blank=True, max_length=64, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name='device',
-            name='token_last_used_at',
+            model_name="device",
+            name="token_last_used_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='telemetrysettings',
-            name='accept_tokenless_legacy',
-            field=models.BooleanField(default=True, help_text='Accept legacy form posts without a token from known MACs (old firmware cannot send one); they are flagged.'),
+            model_name="telemetrysettings",
+            name="accept_tokenless_legacy",
+            field=models.BooleanField(
+                default=True,
+                help_text="Accept legacy form posts without a token from known MACs (old firmware cannot send one); they are flagged.",
+            ),
         ),
         migrations.CreateModel(
-            name='DeviceEvent',
+            name="DeviceEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=100, unique=True)),
-                ('event', models.CharField(default='treatment', max_length=50)),
-                ('treatment', models.CharField(choices=[('BASIC', 'Basic'), ('STANDARD', 'Standard'), ('PREMIUM', 'Premium')], max_length=10)),
-                ('counter', models.BigIntegerField(blank=True, null=True)),
-                ('ts', models.DateTimeField(help_text='When the device says it happened.')),
-                ('firmware', models.CharField(blank=True, max_length=50)),
-                ('source', models.CharField(default='api', help_text='api (JSON events) or legacy (form posts)', max_length=10)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='telemetry.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event_id", models.CharField(max_length=100, unique=True)),
+                ("event", models.CharField(default="treatment", max_length=50)),
+                (
+                    "treatment",
+                    models.CharField(
+                        choices=[("BASIC", "Basic"), ("STANDARD", "Standard"), ("PREMIUM", "Premium")], max_length=10
+                    ),
+                ),
+                ("counter", models.BigIntegerField(blank=True, null=True)),
+                ("ts", models.DateTimeField(help_text="When the device says it happened.")),
+                ("firmware", models.CharField(blank=True, max_length=50)),
+                (
+                    "source",
+                    models.CharField(
+                        default="api", help_text="api (JSON events) or legacy (form posts)", max_length=10
+                    ),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="telemetry.device"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-ts', '-id'],
-                'indexes': [models.Index(fields=['device', '-ts'], name='event_device_time')],
+                "ordering": ["-ts", "-id"],
+                "indexes": [models.Index(fields=["device", "-ts"], name="event_device_time")],
             },
         ),
     ]

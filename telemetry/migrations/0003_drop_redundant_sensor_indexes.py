@@ -5,30 +5,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telemetry', '0002_device_identity_and_events'),
+        ("telemetry", "0002_device_identity_and_events"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='dailyrollup',
-            name='sensor',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor'),
+            model_name="dailyrollup",
+            name="sensor",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="telemetry.sensor",
+            ),
         ),
         migrations.AlterField(
-            model_name='dirtyhour',
-            name='sensor',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor'),
+            model_name="dirtyhour",
+            name="sensor",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="telemetry.sensor",
+            ),
         ),
         migrations.AlterField(
-            model_name='hourlyrollup',
-            name='sensor',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor'),
+            model_name="hourlyrollup",
+            name="sensor",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="telemetry.sensor",
+            ),
         ),
         migrations.AlterField(
-            model_name='reading',
-            name='sensor',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='telemetry.sensor'),
+            model_name="reading",
+            name="sensor",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="telemetry.sensor",
+            ),
         ),
     ]

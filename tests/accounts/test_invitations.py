@@ -6,7 +6,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from helpers import PASSWORD, sign_in
+from helpers import PASSWORD, sign_in, unchanged
 
 from portal.accounts.models import User
 from portal.audit.models import AuditLog
@@ -27,7 +27,9 @@ def test_admin_invites_and_the_newcomer_creates_an_account(as_acme, acme):
     page = stranger.get(link)
     assert page.status_code == 200
     assert b"Create your account" in page.content
-    response = stranger.post(link, {"name": "New Comer", "password1": "another-long-passphrase", "password2": "another-long-passphrase"})
+    response = stranger.post(
+        link, {"name": "New Comer", "password1": "another-long-passphrase", "password2": "another-long-passphrase"}
+    )
     assert response.status_code == 302
     user = User.objects.get(email="newcomer@example.com")
     assert Membership.objects.get(user=user, tenant=acme).role == Role.OPERATOR
@@ -49,7 +51,9 @@ def test_a_used_invitation_cannot_be_reused(as_acme):
 def test_an_expired_invitation_is_refused(as_acme):
     link = invite(as_acme("acme_admin"))
     Invitation.objects.filter(email="newcomer@example.com").update(expires_at=timezone.now() - timedelta(minutes=1))
-    response = Client(HTTP_HOST="acme.localhost").post(link, {"password1": "another-long-passphrase", "password2": "another-long-passphrase"})
+    response = Client(HTTP_HOST="acme.localhost").post(
+        link, {"password1": "another-long-passphrase", "password2": "another-long-passphrase"}
+    )
     assert response.status_code == 410
     assert b"expired" in response.content
     assert not User.objects.filter(email="newcomer@example.com").exists()
@@ -105,6 +109,8 @@ def test_inviting_a_member_or_an_open_address_is_a_form_error(as_acme):
 
 @pytest.mark.parametrize("persona", ["acme_viewer", "acme_operator"])
 def test_only_admins_invite(as_acme, persona):
-    response = as_acme(persona).post("/members/invitations/", {"email": "x@example.com", "role": "viewer"})
+    client = as_acme(persona)
+    with unchanged():
+        response = client.post("/members/invitations/", {"email": "x@example.com", "role": "viewer"})
     assert response.status_code == 403
     assert not Invitation.objects.filter(email="x@example.com").exists()

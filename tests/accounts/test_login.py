@@ -17,7 +17,9 @@ def totp_code(secret: str) -> str:
 
 
 def test_sign_in_by_email_lands_on_the_dashboard(acme_client, people):
-    response = acme_client.post("/accounts/login/", {"login": "ACME_Viewer@example.com", "password": PASSWORD}, follow=True)
+    response = acme_client.post(
+        "/accounts/login/", {"login": "ACME_Viewer@example.com", "password": PASSWORD}, follow=True
+    )
     assert response.redirect_chain[-1][0] == "/"
     assert b"Dashboard" in response.content
 

@@ -24,7 +24,14 @@ def stamp(minutes_ago: float, now=None) -> str:
     return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def equipment(uuid="eq-1", name="Freezer 1", sensors=(("s-temp", "temperatura"),), readings=3, value=lambda i, s: 20.0 + i + s, now=None) -> dict:
+def equipment(
+    uuid="eq-1",
+    name="Freezer 1",
+    sensors=(("s-temp", "temperatura"),),
+    readings=3,
+    value=lambda i, s: 20.0 + i + s,
+    now=None,
+) -> dict:
     """One equipment item with `readings` readings per sensor, a minute apart, ending a minute ago."""
     return {
         "equip_uuid": uuid,

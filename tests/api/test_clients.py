@@ -17,7 +17,9 @@ def login(client, email="acme_admin@example.com", password=PASSWORD, **extra):
 
 
 def upload_with(client, token):
-    return client.post(BULK_URL, gz([equipment()]), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.post(
+        BULK_URL, gz([equipment()]), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
 
 
 def test_a_member_logs_in_and_the_access_token_uploads(acme_client, people, settings):
@@ -37,8 +39,12 @@ def test_login_takes_a_form_post_as_oauth2_clients_send(acme_client, people):
 
 @pytest.mark.parametrize(
     "email, password",
-    [("acme_admin@example.com", "wrong"), ("nobody@example.com", PASSWORD),
-     ("outsider@example.com", PASSWORD), ("globex_owner@example.com", PASSWORD)],
+    [
+        ("acme_admin@example.com", "wrong"),
+        ("nobody@example.com", PASSWORD),
+        ("outsider@example.com", PASSWORD),
+        ("globex_owner@example.com", PASSWORD),
+    ],
 )
 def test_wrong_passwords_and_non_members_get_401(acme_client, people, email, password):
     response = login(acme_client, email, password)
@@ -59,7 +65,9 @@ def test_an_inactive_user_gets_401(acme_client, people):
 def test_an_account_with_two_factor_must_use_an_api_key(acme_client, people):
     from allauth.mfa.models import Authenticator
 
-    Authenticator.objects.create(user=people["acme_admin"], type=Authenticator.Type.TOTP, data={"secret": "JBSWY3DPEHPK3PXP"})
+    Authenticator.objects.create(
+        user=people["acme_admin"], type=Authenticator.Type.TOTP, data={"secret": "JBSWY3DPEHPK3PXP"}
+    )
     response = login(acme_client)
     assert response.status_code == 401 and response.json()["error"]["code"] == "two_factor_required"
 
@@ -141,3 +149,24 @@ def test_login_attempts_are_limited_per_username_across_addresses(acme_client, p
 
 def test_login_is_post_only(acme_client, db):
     assert acme_client.get(LOGIN).status_code == 405
+
+
+def test_token_sign_ins_are_in_the_tenants_audit_log_as_site_sign_ins_are(acme_client, people):
+    from django_tenants.utils import schema_context
+
+    from portal.audit.models import AuditLog
+
+    assert login(acme_client).status_code == 200
+    seed_004 = {"email": "acme_viewer@example.com", "password": PASSWORD}
+    assert acme_client.post("/api/v1/auth/login/", seed_004, content_type="application/json").status_code == 200
+    assert login(acme_client, password="wrong").status_code == 401  # a refusal signs nobody in
+    with schema_context("acme"):
+        rows = AuditLog.objects.filter(action="user.signed_in").order_by("id")
+        assert [(r.actor_email, r.changes["via"]) for r in rows] == [
+            ("acme_admin@example.com", "seed 002 tokens"),
+            ("acme_viewer@example.com", "seed 004 tokens"),
+        ]
+    with schema_context("globex"):
+        assert not AuditLog.objects.filter(action="user.signed_in").exists()
+    people["acme_admin"].refresh_from_db()
+    assert people["acme_admin"].last_login is not None

@@ -29,7 +29,9 @@ def post_form(fields, token=None, host="acme.localhost"):
 
 def post_urlencoded(body: str, token=None):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-    return Client(HTTP_HOST="acme.localhost").post(LEGACY, body, content_type="application/x-www-form-urlencoded", **headers)
+    return Client(HTTP_HOST="acme.localhost").post(
+        LEGACY, body, content_type="application/x-www-form-urlencoded", **headers
+    )
 
 
 def handshake(mac=MAC, firmware="1.0.0", token=None):
@@ -41,8 +43,15 @@ def error_code(response):
 
 
 def event(n=123, **changes):
-    body = {"device_id": "dev-ece334462bc0", "firmware": "1.0.0", "event_id": f"esp32-001-{n:010}", "event": "treatment",
-            "treatment": "BASIC", "counter": 124, "ts": "2025-09-16T12:34:56Z"}
+    body = {
+        "device_id": "dev-ece334462bc0",
+        "firmware": "1.0.0",
+        "event_id": f"esp32-001-{n:010}",
+        "event": "treatment",
+        "treatment": "BASIC",
+        "counter": 124,
+        "ts": "2025-09-16T12:34:56Z",
+    }
     return {key: value for key, value in (body | changes).items() if value is not ...}
 
 
@@ -87,13 +96,17 @@ def test_tokens_are_stored_as_hashes_only(token):
         assert not Device.objects.filter(token_hash=token).exists()
 
 
-@pytest.mark.parametrize("mac", ["ECE334462BC0", "ece334462bc0", "ec:e3:34:46:2b:c0", "EC-E3-34-46-2B-C0", " EC:E3:34:46:2B:C0 "])
+@pytest.mark.parametrize(
+    "mac", ["ECE334462BC0", "ece334462bc0", "ec:e3:34:46:2b:c0", "EC-E3-34-46-2B-C0", " EC:E3:34:46:2B:C0 "]
+)
 def test_a_mac_is_accepted_in_any_notation_and_stored_normalised(db, mac):
     assert handshake(mac=mac).status_code == 200
     assert device().mac == MAC
 
 
-@pytest.mark.parametrize("mac", ["EC:E3:34:46:2B", "EC:E3-34:46:2B:C0", "GG:E3:34:46:2B:C0", "EC:E3:34:46:2B:C0:00", "", None, 42, ["EC"]])
+@pytest.mark.parametrize(
+    "mac", ["EC:E3:34:46:2B", "EC:E3-34:46:2B:C0", "GG:E3:34:46:2B:C0", "EC:E3:34:46:2B:C0:00", "", None, 42, ["EC"]]
+)
 def test_a_malformed_mac_is_400_with_a_field_message(db, mac):
     response = handshake(mac=mac)
     assert response.status_code == 400
@@ -166,16 +179,26 @@ def test_an_event_is_stored_once_and_a_repeat_gets_the_same_ack(token):
     again = post_json(EVENTS, event(firmware="1.0.1"), token=token)
     assert (again.status_code, again.json()) == (200, first.json())
     (stored,) = in_acme(DeviceEvent)
-    assert (stored.event, stored.treatment, stored.counter, stored.source, stored.firmware) == ("treatment", "BASIC", 124, "api", "1.0.1")
+    assert (stored.event, stored.treatment, stored.counter, stored.source, stored.firmware) == (
+        "treatment",
+        "BASIC",
+        124,
+        "api",
+        "1.0.1",
+    )
     assert stored.ts.isoformat() == "2025-09-16T12:34:56+00:00"
     refreshed = device()
-    assert refreshed.firmware == "1.0.1" and refreshed.token_last_used_at is not None and refreshed.last_seen is not None
+    assert (
+        refreshed.firmware == "1.0.1" and refreshed.token_last_used_at is not None and refreshed.last_seen is not None
+    )
 
 
 def test_events_of_an_unregistered_device_are_stored(token):
     assert not device().assigned
     for n in range(3):
-        assert post_json(EVENTS, event(n, treatment=["BASIC", "STANDARD", "PREMIUM"][n]), token=token).status_code == 200
+        assert (
+            post_json(EVENTS, event(n, treatment=["BASIC", "STANDARD", "PREMIUM"][n]), token=token).status_code == 200
+        )
     assert len(in_acme(DeviceEvent, device__mac=MAC)) == 3
 
 
@@ -277,11 +300,18 @@ def test_events_are_rate_limited_per_device(token, settings):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.dictionaries(
-    st.sampled_from(["event_id", "event", "treatment", "counter", "ts", "firmware", "device_id", "x"]),
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.lists(st.integers(), max_size=2)
-    | st.sampled_from(["BASIC", "2025-09-16T12:34:56Z", "dev-ece334462bc0", "9" * 30]),
-))
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["event_id", "event", "treatment", "counter", "ts", "firmware", "device_id", "x"]),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text()
+        | st.lists(st.integers(), max_size=2)
+        | st.sampled_from(["BASIC", "2025-09-16T12:34:56Z", "dev-ece334462bc0", "9" * 30]),
+    )
+)
 def test_no_body_makes_a_server_error(token, body):
     response = post_json(EVENTS, None, token=token, raw=json.dumps(body).encode())
     assert response.status_code in (200, 400, 403, 409), response.content
@@ -320,8 +350,19 @@ def test_a_refused_handshake_names_the_mac(token):
 
 
 def legacy(mode="BASIC", **changes):
-    body = {"mode": mode, "macaddr": MAC, "type1": "12.5", "type2": "3", "type3": "0", "count1": "41", "count2": "7",
-            "count3": "2", "timestamp": "2024-01-15 14:30:25", "rtc_available": "true", "sd_available": "false"}
+    body = {
+        "mode": mode,
+        "macaddr": MAC,
+        "type1": "12.5",
+        "type2": "3",
+        "type3": "0",
+        "count1": "41",
+        "count2": "7",
+        "count3": "2",
+        "timestamp": "2024-01-15 14:30:25",
+        "rtc_available": "true",
+        "sd_available": "false",
+    }
     return {key: value for key, value in (body | changes).items() if value is not ...}
 
 
@@ -334,7 +375,11 @@ def test_a_legacy_treatment_post_stores_one_event_and_the_counts(token):
     assert stored.event_id == "legacy-ece334462bc0-20240115143025-STANDARD"
     assert stored.ts.isoformat() == "2024-01-15T14:30:25+00:00"
     status = device().status
-    assert status["current_count_basic"] == 41 and status["current_count_standard"] == 7 and status["on_time_basic"] == 12.5
+    assert (
+        status["current_count_basic"] == 41
+        and status["current_count_standard"] == 7
+        and status["on_time_basic"] == 12.5
+    )
     assert status["rtc_available"] is True and status["sd_card_available"] is False
 
 
@@ -344,9 +389,11 @@ def test_url_encoded_posts_as_old_firmware_sends_them_are_accepted(token):
     assert in_acme(DeviceEvent)[0].counter == 9
 
 
-def test_mode_status_updates_the_status_without_an_event(token):
+def test_mode_status_is_kept_as_a_status_event_and_updates_the_status(token):
     assert post_form(legacy("status", count1="50")).status_code == 200
-    assert not in_acme(DeviceEvent)
+    assert post_form(legacy("status", count1="50")).status_code == 200  # a retry stores nothing more
+    (stored,) = in_acme(DeviceEvent)
+    assert (stored.event, stored.treatment, stored.counter, stored.source) == ("status", "", None, "legacy")
     refreshed = device()
     assert refreshed.status["current_count_basic"] == 50 and refreshed.status["mode"] == "status"
     assert refreshed.status["device_timestamp"] == "2024-01-15T14:30:25+00:00"
@@ -368,19 +415,44 @@ def test_a_token_of_another_mac_is_403(token):
     assert (response.status_code, error_code(response)) == (403, "device_mismatch")
 
 
-def test_an_unknown_mac_is_404(db):
+def test_an_unknown_mac_becomes_an_unregistered_device_and_its_post_is_kept(db):
+    """Seed 003's legacy firmware never handshakes: its data must not be lost."""
+    response = post_form(legacy("BASIC"))
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    (created,) = in_acme(Device)
+    assert (created.mac, created.kind, created.assigned) == (MAC, Device.Kind.COUNTER, False)
+    assert created.legacy_tokenless_at is not None and created.status["current_count_basic"] == 41
+    (stored,) = in_acme(DeviceEvent)
+    assert (stored.device_id, stored.treatment, stored.counter) == (created.pk, "BASIC", 41)
+    assert not in_acme(DeadLetter)
+    # it handshakes later (new firmware): the same device, now with a token
+    assert handshake().json()["device_id"] == created.device_id
+
+
+def test_an_unknown_mac_is_refused_where_tokens_are_required(db):
+    with schema_context("acme"):
+        TelemetrySettings.objects.update_or_create(defaults={"accept_tokenless_legacy": False})
     response = post_form(legacy())
-    assert (response.status_code, error_code(response)) == (404, "unknown_device")
-    (letter,) = in_acme(DeadLetter)
-    assert letter.device_ref == MAC and letter.topic == LEGACY
+    assert (response.status_code, error_code(response)) == (401, "token_required")
+    assert not in_acme(Device)
 
 
 def test_tokenless_posts_are_refused_when_the_tenant_says_so(token):
     with schema_context("acme"):
-        TelemetrySettings.objects.update_or_create(pk=TelemetrySettings.current().pk, defaults={"accept_tokenless_legacy": False})
+        TelemetrySettings.objects.update_or_create(
+            pk=TelemetrySettings.current().pk, defaults={"accept_tokenless_legacy": False}
+        )
     response = post_form(legacy())
     assert (response.status_code, error_code(response)) == (401, "token_required")
     assert post_form(legacy(), token=token).status_code == 200
+
+
+def test_a_count_padded_with_a_separator_character_is_read_not_a_500(token):
+    # str.strip() removes "\x1e" (a record separator counts as white space) but int() does not
+    response = post_form(legacy("STANDARD", count2="7\x1e"))
+    assert response.status_code == 200
+    (stored,) = in_acme(DeviceEvent)
+    assert stored.counter == 7
 
 
 @pytest.mark.parametrize(
@@ -431,10 +503,29 @@ def test_json_sent_to_the_legacy_endpoint_is_400(token):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(fields=st.dictionaries(
-    st.sampled_from(["mode", "macaddr", "type1", "type2", "type3", "count1", "count2", "count3", "timestamp", "rtc_available", "sd_available"]),
-    st.text(max_size=30) | st.sampled_from(["BASIC", "status", MAC, "2024-01-15 14:30:25", "true", "-1", "1e400", "nan", "99999999999999999999"]),
-))
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "mode",
+                "macaddr",
+                "type1",
+                "type2",
+                "type3",
+                "count1",
+                "count2",
+                "count3",
+                "timestamp",
+                "rtc_available",
+                "sd_available",
+            ]
+        ),
+        st.text(max_size=30)
+        | st.sampled_from(
+            ["BASIC", "status", MAC, "2024-01-15 14:30:25", "true", "-1", "1e400", "nan", "99999999999999999999"]
+        ),
+    )
+)
 def test_no_form_post_makes_a_server_error(token, fields):
     response = post_form(fields)
     assert response.status_code in (200, 400, 404, 409), response.content
@@ -448,11 +539,20 @@ def heartbeat_url(device_id="dev-ece334462bc0"):
 
 
 def test_a_heartbeat_is_kept_in_the_status(token):
-    body = {"last_seen": "2025-09-16T12:34:56Z", "uptime": 3600, "wifi": {"rssi": -61, "connected": True}, "firmware": "1.0.2"}
+    body = {
+        "last_seen": "2025-09-16T12:34:56Z",
+        "uptime": 3600,
+        "wifi": {"rssi": -61, "connected": True},
+        "firmware": "1.0.2",
+    }
     response = post_json(heartbeat_url(), body, token=token)
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
     refreshed = device()
-    assert refreshed.status["uptime_seconds"] == 3600 and refreshed.status["wifi_rssi"] == -61 and refreshed.status["wifi_connected"] is True
+    assert (
+        refreshed.status["uptime_seconds"] == 3600
+        and refreshed.status["wifi_rssi"] == -61
+        and refreshed.status["wifi_connected"] is True
+    )
     assert refreshed.firmware == "1.0.2" and refreshed.last_seen > refreshed.last_handshake_at
 
 
@@ -470,17 +570,107 @@ def test_a_heartbeat_for_another_device_is_403_and_without_token_401(token):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["uptime", "wifi", "rssi", "connected", "firmware"]), inner, max_size=4),
-                         max_leaves=8))
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(["uptime", "wifi", "rssi", "connected", "firmware"]), inner, max_size=4)
+        ),
+        max_leaves=8,
+    )
+)
 def test_no_heartbeat_body_makes_a_server_error(token, body):
     response = post_json(heartbeat_url(), body, token=token)
     assert response.status_code in (200, 400), response.content
 
 
-@pytest.mark.parametrize("body, field", [({"uptime": -1}, "uptime"), ({"wifi": "up"}, "wifi"), ({"wifi": {"rssi": "strong"}}, "wifi.rssi"),
-                                         ({"wifi": {"connected": "perhaps"}}, "wifi.connected")])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"uptime": -1}, "uptime"),
+        ({"wifi": "up"}, "wifi"),
+        ({"wifi": {"rssi": "strong"}}, "wifi.rssi"),
+        ({"wifi": {"connected": "perhaps"}}, "wifi.connected"),
+    ],
+)
 def test_a_malformed_heartbeat_is_400(token, body, field):
     response = post_json(heartbeat_url(), body, token=token)
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
+
+
+def test_a_known_mac_is_reprovisioned_where_the_tenant_allows_it(token):
+    with schema_context("acme"):
+        TelemetrySettings.objects.update_or_create(defaults={"reprovision_by_mac": True})
+    response = handshake(firmware="2.0.0")  # re-flashed: no token
+    assert response.status_code == 200
+    fresh = response.json()["token"]
+    assert fresh != token and device().firmware == "2.0.0"
+    assert post_json(EVENTS, event(), token=token).status_code == 401  # the old token is revoked
+    assert post_json(EVENTS, event(), token=fresh).status_code == 200
+    refreshed = device()
+    assert refreshed.reprovisioned_at is not None
+    from portal.audit.models import AuditLog
+
+    with schema_context("acme"):
+        (entry,) = AuditLog.objects.filter(action="device.reprovisioned")
+    assert entry.object_id == str(refreshed.pk) and entry.changes["mac"] == MAC
+
+
+def test_online_means_seen_within_the_tenants_window(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from telemetry.ingest import clear_caches
+    from telemetry.models import online_window
+
+    with schema_context("acme"):
+        Device.objects.create(device_id="quiet", last_seen=timezone.now() - timedelta(minutes=6))
+        assert online_window() == timedelta(minutes=5)  # seeds 000, 003 and 004: five minutes
+        assert not Device.objects.get(device_id="quiet").online and not Device.objects.online().exists()
+        TelemetrySettings.objects.update_or_create(defaults={"online_window_seconds": 600})
+        clear_caches()
+        assert Device.objects.get(device_id="quiet").online and Device.objects.online().count() == 1
+
+
+# --- seed 000's devices: no handshake token, the tenant's key or a member's token vouches ---------
+
+
+def seed_000_heartbeat(client, device_id, body, **headers):
+    return client.post(f"/api/devices/{device_id}/heartbeat/", body, content_type="application/json", **headers)
+
+
+def test_a_seed_000_device_beats_with_an_api_key_and_a_timestamp(acme_client, db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.api.models import ApiKey
+
+    with schema_context("acme"):
+        Device.objects.create(device_id="ESP32-01")
+        raw = ApiKey.issue("hvac app", role="operator")[1]
+    alive = (timezone.now() - timedelta(minutes=2)).replace(microsecond=0)
+    response = seed_000_heartbeat(acme_client, "ESP32-01", {"timestamp": alive.isoformat()}, HTTP_X_API_KEY=raw)
+    assert response.status_code == 200, response.content
+    with schema_context("acme"):
+        device = Device.objects.get(device_id="ESP32-01")
+    assert device.last_seen == alive and device.status["heartbeat_at"] == alive.isoformat()
+    assert device.token_last_used_at is None  # no device token was used
+    assert seed_000_heartbeat(acme_client, "nobody", {}, HTTP_X_API_KEY=raw).status_code == 404
+    future = (timezone.now() + timedelta(hours=2)).isoformat()
+    assert seed_000_heartbeat(acme_client, "ESP32-01", {"timestamp": future}, HTTP_X_API_KEY=raw).status_code == 400
+
+
+def test_a_seed_000_heartbeat_needs_this_tenants_credentials(acme_client, db):
+    from portal.api.models import ApiKey
+
+    with schema_context("acme"):
+        Device.objects.create(device_id="ESP32-01")
+    with schema_context("globex"):
+        foreign = ApiKey.issue("globex app", role="admin")[1]
+    assert seed_000_heartbeat(acme_client, "ESP32-01", {}).status_code == 401
+    assert seed_000_heartbeat(acme_client, "ESP32-01", {}, HTTP_X_API_KEY=foreign).status_code == 401
+    assert seed_000_heartbeat(acme_client, "ESP32-01", {}, HTTP_AUTHORIZATION="Bearer not-a-token").status_code == 401

@@ -50,8 +50,20 @@ def gunicorn_port(django_db_setup):
         "DEBUG": "0",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
-               "--workers", "4", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"]
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "portal.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "4",
+        "--threads",
+        "8",
+        "--worker-class",
+        "gthread",
+        "--log-level",
+        "warning",
+    ]
     with serving(command, env, port):
         yield port
 
@@ -72,8 +84,15 @@ def committed_token(django_db_setup, django_db_blocker):
 
 
 def test_fifty_copies_of_one_event_at_once_store_one_row(gunicorn_port, committed_token):
-    body = {"device_id": "live-counter", "event_id": "live-counter-0000000001", "event": "treatment", "treatment": "BASIC",
-            "counter": 1, "ts": "2025-09-16T12:34:56Z", "firmware": "1.0.0"}
+    body = {
+        "device_id": "live-counter",
+        "event_id": "live-counter-0000000001",
+        "event": "treatment",
+        "treatment": "BASIC",
+        "counter": 1,
+        "ts": "2025-09-16T12:34:56Z",
+        "firmware": "1.0.0",
+    }
     start = threading.Barrier(COPIES)
     results = [None] * COPIES
 
@@ -96,7 +115,10 @@ def test_a_handshake_round_trip_over_http(gunicorn_port, committed_token):
     status, body = request(gunicorn_port, "POST", "/api/handshake/", {"mac": NEW_MAC.lower(), "firmware": "2.0"})
     assert status == 200 and body["assigned"] is False and body["device_id"] == "dev-020000000a02"
     event = {"event_id": "live-new-1", "treatment": "PREMIUM", "counter": 3, "ts": "2025-09-16T12:34:56Z"}
-    assert request(gunicorn_port, "POST", "/api/device/events/", event, body["token"]) == (200, {"ack": True, "event_id": "live-new-1"})
+    assert request(gunicorn_port, "POST", "/api/device/events/", event, body["token"]) == (
+        200,
+        {"ack": True, "event_id": "live-new-1"},
+    )
     status, again = request(gunicorn_port, "POST", "/api/handshake/", {"mac": NEW_MAC, "firmware": "2.0"})
     assert (status, again["error"]["code"]) == (403, "already_provisioned")
     status, rotated = request(gunicorn_port, "POST", "/api/handshake/", {"mac": NEW_MAC}, body["token"])
@@ -105,5 +127,7 @@ def test_a_handshake_round_trip_over_http(gunicorn_port, committed_token):
 
 def test_an_acme_token_on_globex_is_401(gunicorn_port, committed_token):
     event = {"event_id": "live-globex-1", "treatment": "BASIC", "counter": 1, "ts": "2025-09-16T12:34:56Z"}
-    status, body = request(gunicorn_port, "POST", "/api/device/events/", event, committed_token, host="globex.localhost")
+    status, body = request(
+        gunicorn_port, "POST", "/api/device/events/", event, committed_token, host="globex.localhost"
+    )
     assert (status, body["error"]["code"]) == (401, "invalid_token")

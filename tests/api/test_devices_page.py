@@ -5,16 +5,23 @@ import hashlib
 import json
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django_tenants.utils import schema_context
+from helpers import unchanged
 
 from portal.audit.models import AuditLog
 from portal.devices.filters import DeviceFilter
 from telemetry.models import Device
 
 MAC = "EC:E3:34:46:2B:C0"
-AUDITED = {"register": "device.registered", "unregister": "device.unregistered", "rotate-token": "device.token_rotated",
-           "revoke-token": "device.token_revoked", "reset-provisioning": "device.provisioning_reset"}
+AUDITED = {
+    "register": "device.registered",
+    "unregister": "device.unregistered",
+    "rotate-token": "device.token_rotated",
+    "revoke-token": "device.token_revoked",
+    "reset-provisioning": "device.provisioning_reset",
+}
 ACTIONS = list(AUDITED)
 
 
@@ -46,21 +53,36 @@ def audited(action) -> list[AuditLog]:
 
 def test_the_page_shows_handshake_token_registration_status_events_and_rejections(as_acme, provisioned):
     pk, token = provisioned
-    event = {"event_id": "e-1", "event": "treatment", "treatment": "PREMIUM", "counter": 77, "ts": "2025-09-16T12:34:56Z"}
+    event = {
+        "event_id": "e-1",
+        "event": "treatment",
+        "treatment": "PREMIUM",
+        "counter": 77,
+        "ts": "2025-09-16T12:34:56Z",
+    }
     api("/api/device/events/", event, token)
-    api("/api/iot/", {"mode": "status", "macaddr": MAC, "count1": "41", "timestamp": "2024-01-15 14:30:25", "sd_available": "1"}, form=True)
+    api(
+        "/api/iot/",
+        {"mode": "status", "macaddr": MAC, "count1": "41", "timestamp": "2024-01-15 14:30:25", "sd_available": "1"},
+        form=True,
+    )
     api("/api/device/events/", event | {"counter": -1, "event_id": "e-2"}, token)  # refused: counter
-    api("/api/iot/", {"mode": "BASIC", "macaddr": MAC, "timestamp": "2024-01-15 14:30:25"}, form=True)  # refused: count1
+    api(
+        "/api/iot/", {"mode": "BASIC", "macaddr": MAC, "timestamp": "2024-01-15 14:30:25"}, form=True
+    )  # refused: count1
     response = as_acme("acme_viewer").get(f"/devices/{pk}/")
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-testid="registration">unregistered' in html
     assert "Last handshake" in html and "Token last used" in html
     assert 'data-testid="tokenless-flag"' in html  # the status post came without its token
-    assert [e.event_id for e in response.context["events"]] == ["e-1"]
+    # the status post is kept as a status event too (seed 003's events page can leave them out)
+    assert [e.event_id for e in response.context["events"]] == ["e-1", "legacy-ece334462bc0-20240115143025-status"]
     assert "Premium" in html and "77" in html
     status = dict(response.context["status"])
-    assert status["Count basic"] == "41" and status["SD card"] == "yes" and status["Device clock"] == "2024-01-15 14:30:25"
+    assert (
+        status["Count basic"] == "41" and status["SD card"] == "yes" and status["Device clock"] == "2024-01-15 14:30:25"
+    )
     reasons = [letter.reason for letter in response.context["rejected"]]
     assert reasons == ["invalid_legacy_post", "invalid_event"]  # newest first; by MAC and by device id
     assert "counter: must be 0 or more" in html and "count1: required" in html
@@ -78,14 +100,20 @@ def test_admins_see_the_actions_and_the_refused_bodies(as_acme, provisioned):
     assert "&quot;counter&quot;: -1" in html
 
 
-@pytest.mark.parametrize("person", ["acme_viewer", "acme_operator"])
+@pytest.mark.parametrize("person", ["acme_viewer"])
 @pytest.mark.parametrize("action", ACTIONS)
-def test_only_admins_may_act_on_a_device(as_acme, provisioned, person, action):
+def test_viewers_may_not_act_on_a_device(as_acme, provisioned, person, action):
     pk, _ = provisioned
     before = stored(pk)
-    assert as_acme(person).post(f"/devices/{pk}/{action}/").status_code == 403
+    client = as_acme(person)
+    with unchanged():
+        assert client.post(f"/devices/{pk}/{action}/").status_code == 403
     after = stored(pk)
-    assert (after.token_hash, after.assigned_at, after.provisioning_reset_at) == (before.token_hash, before.assigned_at, before.provisioning_reset_at)
+    assert (after.token_hash, after.assigned_at, after.provisioning_reset_at) == (
+        before.token_hash,
+        before.assigned_at,
+        before.provisioning_reset_at,
+    )
     assert not audited(AUDITED[action])
 
 
@@ -93,8 +121,9 @@ def test_only_admins_may_act_on_a_device(as_acme, provisioned, person, action):
 def test_actions_are_post_only_and_404_for_a_missing_device(as_acme, provisioned, action):
     pk, _ = provisioned
     client = as_acme("acme_admin")
-    assert client.get(f"/devices/{pk}/{action}/").status_code == 405
-    assert client.post(f"/devices/999999/{action}/").status_code == 404
+    with unchanged():
+        assert client.get(f"/devices/{pk}/{action}/").status_code == 405
+        assert client.post(f"/devices/999999/{action}/").status_code == 404
 
 
 def test_register_and_unregister(as_acme, provisioned):
@@ -110,15 +139,31 @@ def test_register_and_unregister(as_acme, provisioned):
 def test_a_rotated_token_is_shown_once_and_only_its_hash_kept(as_acme, provisioned):
     pk, old = provisioned
     client = as_acme("acme_owner")
-    response = client.post(f"/devices/{pk}/rotate-token/", follow=True)
+    response = client.post(f"/devices/{pk}/rotate-token/")
+    assert response.status_code == 200  # the page itself: no redirect, so nothing holds the token meanwhile
     new = response.context["new_token"]
     assert new and new in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+    assert not [s for s in Session.objects.all() if new in json.dumps(s.get_decoded())]  # not kept server-side
     assert stored(pk).token_hash == hashlib.sha256(new.encode()).hexdigest()
     assert new not in json.dumps(audited("device.token_rotated")[0].changes)
     assert new not in client.get(f"/devices/{pk}/").content.decode()  # once
-    assert api("/api/device/events/", {"event_id": "r", "treatment": "BASIC", "counter": 1, "ts": "2025-01-01T00:00:00Z"}, old).status_code == 401
-    assert api("/api/device/events/", {"event_id": "r", "treatment": "BASIC", "counter": 1, "ts": "2025-01-01T00:00:00Z"}, new).status_code == 200
+    assert (
+        api(
+            "/api/device/events/",
+            {"event_id": "r", "treatment": "BASIC", "counter": 1, "ts": "2025-01-01T00:00:00Z"},
+            old,
+        ).status_code
+        == 401
+    )
+    assert (
+        api(
+            "/api/device/events/",
+            {"event_id": "r", "treatment": "BASIC", "counter": 1, "ts": "2025-01-01T00:00:00Z"},
+            new,
+        ).status_code
+        == 200
+    )
 
 
 def test_a_rotated_token_is_not_shown_on_another_devices_page(as_acme, provisioned):
@@ -126,9 +171,9 @@ def test_a_rotated_token_is_not_shown_on_another_devices_page(as_acme, provision
     with schema_context("acme"):
         other = Device.objects.create(device_id="other")
     client = as_acme("acme_admin")
-    client.post(f"/devices/{pk}/rotate-token/")
+    assert client.post(f"/devices/{pk}/rotate-token/").context["new_token"]
     assert not client.get(f"/devices/{other.pk}/").context["new_token"]
-    assert client.get(f"/devices/{pk}/").context["new_token"]
+    assert not client.get(f"/devices/{pk}/").context["new_token"]
 
 
 def test_a_revoked_token_stops_working_until_provisioning_is_reset(as_acme, provisioned):
@@ -149,7 +194,10 @@ def test_the_list_filters_registered_and_unregistered_devices(as_acme, provision
     with schema_context("acme"):
         Device.objects.create(device_id="mqtt-gw")  # no MAC: registration does not apply
         Device.objects.create(device_id="counter-2", mac="02:00:00:00:00:02", assigned_at="2025-01-01T00:00:00Z")
-        ids = lambda value: [d.device_id for d in DeviceFilter({"registration": value}, Device.objects.order_by("device_id")).qs]  # noqa: E731
+
+        def ids(value):
+            return [d.device_id for d in DeviceFilter({"registration": value}, Device.objects.order_by("device_id")).qs]
+
         assert ids("unregistered") == ["dev-ece334462bc0"]
         assert ids("registered") == ["counter-2"]
     client = as_acme("acme_viewer")
@@ -158,3 +206,18 @@ def test_the_list_filters_registered_and_unregistered_devices(as_acme, provision
     assert 'data-testid="unregistered"' in page.content.decode()
     export = b"".join(client.get("/devices/", {"export": "csv"}).streaming_content).decode()
     assert "registered" in export.splitlines()[0]
+
+
+def test_an_admin_assigns_the_device_id_and_the_handshake_then_says_assigned(as_acme, provisioned):
+    pk, token = provisioned
+    assert as_acme("acme_operator").post(f"/devices/{pk}/device-id/", {"device_id": "esp32-001"}).status_code == 403
+    as_acme("acme_admin").post(f"/devices/{pk}/device-id/", {"device_id": "bad id!"})
+    assert stored(pk).device_id != "bad id!"
+    response = as_acme("acme_admin").post(f"/devices/{pk}/device-id/", {"device_id": "esp32-001"})
+    assert response.status_code == 302
+    renamed = stored(pk)
+    assert renamed.device_id == "esp32-001" and renamed.assigned
+    (entry,) = audited("device.id_assigned")
+    assert entry.changes["device_id"][1] == "esp32-001" and entry.changes["assigned"] == [False, True]
+    answer = api("/api/handshake/", {"mac": MAC, "firmware": "1.0.0"}, token).json()
+    assert (answer["device_id"], answer["assigned"]) == ("esp32-001", True)

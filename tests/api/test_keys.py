@@ -3,6 +3,7 @@
 import pytest
 from api.bulk_helpers import BULK_URL, equipment, gz, post
 from django_tenants.utils import schema_context
+from helpers import unchanged
 
 from portal.api.models import ApiKey
 from portal.audit.models import AuditLog
@@ -21,7 +22,9 @@ def audit(action):
         return list(AuditLog.objects.filter(action=action))
 
 
-@pytest.mark.parametrize("persona, status", [("acme_viewer", 403), ("acme_operator", 403), ("acme_admin", 200), ("acme_owner", 200)])
+@pytest.mark.parametrize(
+    "persona, status", [("acme_viewer", 403), ("acme_operator", 403), ("acme_admin", 200), ("acme_owner", 200)]
+)
 def test_only_admins_see_the_page(as_acme, persona, status):
     assert as_acme(persona).get(PAGE).status_code == status
 
@@ -31,8 +34,9 @@ def test_non_admins_cannot_create_or_revoke(as_acme, persona):
     with schema_context("acme"):
         key, _ = ApiKey.issue("existing")
     client = as_acme(persona)
-    assert client.post(PAGE, {"name": "sneaky"}).status_code == 403
-    assert client.post(f"{PAGE}{key.pk}/revoke/").status_code == 403
+    with unchanged():
+        assert client.post(PAGE, {"name": "sneaky"}).status_code == 403
+        assert client.post(f"{PAGE}{key.pk}/revoke/").status_code == 403
     assert [k.name for k in keys_in()] == ["existing"] and keys_in()[0].revoked_at is None
 
 
@@ -55,7 +59,9 @@ def test_an_admin_creates_a_key_and_sees_it_once(as_acme, people):
     assert (key.name, key.created_by_id) == ("Home Assistant", people["acme_admin"].pk)
     (entry,) = audit("api_key.created")
     assert entry.actor_email == "acme_admin@example.com" and entry.object_id == str(key.pk)
-    assert entry.changes == {"name": "Home Assistant", "prefix": key.prefix} and raw not in str(entry.changes)
+    assert entry.changes == {"name": "Home Assistant", "prefix": key.prefix, "role": "operator"} and raw not in str(
+        entry.changes
+    )
     # afterwards the page lists it by prefix only
     page = client.get(PAGE).content.decode()
     assert key.prefix in page and raw not in page and "Home Assistant" in page
@@ -96,7 +102,9 @@ def test_revoking_needs_a_post(as_acme):
 def test_a_key_of_another_tenant_is_404(as_acme):
     with schema_context("globex"):
         key, _ = ApiKey.issue("globex key")
-    assert as_acme("acme_admin").post(f"{PAGE}{key.pk}/revoke/").status_code == 404
+    client = as_acme("acme_admin")
+    with unchanged("acme"), unchanged("globex"):
+        assert client.post(f"{PAGE}{key.pk}/revoke/").status_code == 404
     assert keys_in("globex")[0].revoked_at is None
 
 
@@ -109,7 +117,7 @@ def test_the_list_filters_and_exports_csv(as_acme):
     assert [k.name for k in client.get(PAGE, {"q": "alp"}).context["rows"]] == ["alpha"]
     csv = client.get(PAGE, {"export": "csv", "sort": "name"})
     lines = b"".join(csv.streaming_content).decode().splitlines()
-    assert lines[0] == "name,prefix,created_by,created_at,last_used_at,revoked_at"
+    assert lines[0] == "name,role,prefix,created_by,created_at,last_used_at,revoked_at"
     assert [line.split(",")[0] for line in lines[1:]] == ["alpha", "beta"]
 
 
@@ -120,3 +128,11 @@ def test_htmx_gets_the_table_only(as_acme):
 
 def test_the_admin_menu_links_the_page(as_acme):
     assert f'href="{PAGE}"' in as_acme("acme_admin").get("/").content.decode()
+
+
+def test_an_admin_chooses_the_keys_role(as_acme):
+    response = as_acme("acme_admin").post(PAGE, {"name": "reader", "role": "viewer"})
+    assert response.status_code == 200
+    (key,) = keys_in()
+    assert key.role == "viewer"
+    assert as_acme("acme_admin").post(PAGE, {"name": "root", "role": "owner"}).status_code == 400  # never an owner

@@ -5,46 +5,16 @@ made and dropped by this module; the test's database connection reads what the b
 committed (READ COMMITTED sees it) without holding anything the bridge needs.
 """
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-from helpers import database_url_for_tests, free_port
+from brokers import ROOT, BridgeProcess
+from helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (apt-get install mosquitto)")
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory):
-    """Mosquitto on a free port, configured by the shipped bridge/mosquitto.conf."""
-    folder = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    config = (ROOT / "bridge" / "mosquitto.conf").read_text()
-    config = config.replace("listener 1883", f"listener {port} 127.0.0.1")
-    config = config.replace("persistence_location /mosquitto/data/", f"persistence_location {folder}/")
-    (folder / "mosquitto.conf").write_text(config)
-    process = subprocess.Popen([MOSQUITTO, "-c", str(folder / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "mosquitto did not start"
-            time.sleep(0.05)
-    yield f"mqtt://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+from bridge.mqtt import broker_from_settings, connect, make_client
+from bridge.publish import Publisher
 
 
 @pytest.fixture(scope="module")
@@ -62,38 +32,13 @@ def bridge_tenant(django_db_setup, django_db_blocker):
         DeadLetter.objects.filter(topic__startswith="tenants/").delete()  # the public schema's share
 
 
-class BridgeProcess:
-    def __init__(self, url: str, client_id: str, *extra: str):
-        env = os.environ | {"DATABASE_URL": database_url_for_tests(), "MQTT_URL": url, "DEBUG": "1", "PYTHONUNBUFFERED": "1",
-                            "DATABASE_CONN_MAX_AGE": "0"}
-        self.log_path = ROOT / "test-artifacts" / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
-        self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "manage.py", "bridge", "--client-id", client_id, *extra],
-                                        cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout=20) -> "BridgeProcess":
-        """Until the bridge has subscribed: messages published before that reach no one."""
-        deadline = time.monotonic() + timeout
-        while b"subscribed to" not in self.log_path.read_bytes():
-            assert self.process.poll() is None, f"the bridge exited; see {self.log_path}"
-            assert time.monotonic() < deadline, "the bridge did not subscribe"
-            time.sleep(0.05)
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout=30) -> int:
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
-        self.log.close()
-        return code
-
-
 @pytest.fixture
 def start_bridge(broker, bridge_tenant):
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     started = []
 
-    def start(client_id: str | None = None, *extra: str) -> BridgeProcess:
-        bridge = BridgeProcess(broker, client_id or f"test-{uuid.uuid4().hex[:8]}", *extra)
+    def start(client_id: str | None = None, *extra: str, database_url: str | None = None) -> BridgeProcess:
+        bridge = BridgeProcess(broker, client_id or f"test-{uuid.uuid4().hex[:8]}", *extra, database_url=database_url)
         started.append(bridge)
         return bridge.wait_ready()
 
@@ -101,3 +46,17 @@ def start_bridge(broker, bridge_tenant):
     for bridge in started:
         if bridge.process.poll() is None:
             bridge.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def publisher(broker):
+    """A plain MQTT client as devices are, publishing with QoS 1 through bridge.publish."""
+    settings = broker_from_settings(broker)
+    client = make_client(settings, f"test-publisher-{time.monotonic_ns()}", persistent=False)
+    client.max_inflight_messages_set(1000)
+    connect(client, settings, persistent=False)
+    client.loop_start()
+    wait_for(client.is_connected, 10, "the publisher to connect")
+    yield Publisher(client)
+    client.disconnect()
+    client.loop_stop()

@@ -24,6 +24,7 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
+
 @pytest.fixture
 def page(server_port):
     """A fresh Chromium page, 1280 wide.

@@ -10,7 +10,9 @@ from helpers import PASSWORD
 from playwright.sync_api import expect
 
 pytestmark = [
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"
+    ),
     pytest.mark.django_db,
 ]
 
@@ -34,9 +36,17 @@ def chiller(django_db_setup, django_db_blocker):
         site = Site.objects.create(name="Browser Plant")
         asset = Asset.objects.create(site=site, tag="CHILLER-77", name="Browser chiller", type=Asset.Type.CHILLER)
         now = timezone.now()
-        ingest([ReadingIn("browser-gw", "supply", now - timedelta(minutes=10 * i), 7 + (i % 36) / 6, unit="°C") for i in range(1, 1440)]
-               + [ReadingIn("browser-meter", "power", now - timedelta(minutes=10 * i), 80 + i % 20, unit="kW") for i in range(1, 1440)],
-               source="internal")
+        ingest(
+            [
+                ReadingIn("browser-gw", "supply", now - timedelta(minutes=10 * i), 7 + (i % 36) / 6, unit="°C")
+                for i in range(1, 1440)
+            ]
+            + [
+                ReadingIn("browser-meter", "power", now - timedelta(minutes=10 * i), 80 + i % 20, unit="kW")
+                for i in range(1, 1440)
+            ],
+            source="internal",
+        )
         roll_up()
         for device in Device.objects.filter(device_id__startswith="browser-"):
             DeviceBinding.objects.create(asset=asset, device=device)
@@ -52,8 +62,11 @@ def chiller(django_db_setup, django_db_blocker):
 
 
 def chart_points(page) -> int:
-    """How many x values the first chart's data holds (what uPlot draws)."""
-    return page.evaluate("JSON.parse(document.getElementById('chart-0').textContent).x.length")
+    """How many points (not the nulls that mark gaps) the first chart's data holds."""
+    return page.evaluate(
+        "JSON.parse(document.getElementById(document.querySelector('.fw-chart').dataset.chartSource).textContent)"
+        ".series[0].values.filter((v) => v !== null).length"
+    )
 
 
 def test_switching_range_and_bucket_redraws_the_charts(page, server_port, artifacts, chiller):

@@ -8,7 +8,9 @@ from helpers import PASSWORD
 from playwright.sync_api import expect
 
 pytestmark = [
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"
+    ),
     pytest.mark.django_db,  # the test database must exist for the server, even when this runs alone
 ]
 

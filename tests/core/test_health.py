@@ -1,3 +1,4 @@
+import pytest
 from django.test import Client
 
 
@@ -48,7 +49,7 @@ def test_server_errors_get_the_500_page(rf, acme):
     assert b"Something went wrong" in response.content
 
 
-def test_detailed_health_says_whether_bridges_are_alive(db):
+def test_detailed_health_says_whether_bridges_are_alive(db, settings):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -56,7 +57,8 @@ def test_detailed_health_says_whether_bridges_are_alive(db):
     from portal.core.models import ProcessHeartbeat
 
     ProcessHeartbeat.objects.all().delete()  # other tests' bridges may have beaten
-    client = Client(HTTP_HOST="localhost")
+    settings.FIELDWATCH_MONITORING_TOKEN = "monitor-secret-0123456789"
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer monitor-secret-0123456789")
     assert client.get("/health/detailed/").json()["bridges"] == {"alive": 0, "known": 0, "processes": []}
     ProcessHeartbeat.beat("bridge:a", "bridge", timezone.now(), {"messages": 5})
     body = client.get("/health/detailed/").json()
@@ -65,3 +67,43 @@ def test_detailed_health_says_whether_bridges_are_alive(db):
     body = client.get("/health/detailed/").json()
     assert body["status"] == "degraded" and body["bridges"]["alive"] == 0
     assert body["bridges"]["processes"][0]["alive"] is False
+
+
+@pytest.mark.parametrize("path", ["/health/detailed/", "/api/v1/health/detailed"])
+def test_detailed_health_is_refused_to_anonymous_callers(db, path, settings):
+    settings.FIELDWATCH_MONITORING_TOKEN = "monitor-secret-0123456789"
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong"}, {"HTTP_X_API_KEY": "fwk_nothing"}):
+        response = Client(HTTP_HOST="acme.localhost", **headers).get(path)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert "broker" not in response.content.decode()
+
+
+def test_detailed_health_opens_to_staff_the_monitoring_token_and_api_keys(db, settings, people):
+    from api.bulk_helpers import make_key
+    from helpers import sign_in, sign_in_staff
+
+    settings.FIELDWATCH_MONITORING_TOKEN = "monitor-secret-0123456789"
+    staff = sign_in_staff(Client(HTTP_HOST="localhost"), people["staff"])
+    assert staff.get("/health/detailed/").json()["checks"]["broker"]
+    token = Client(HTTP_HOST="acme.localhost", HTTP_AUTHORIZATION="Bearer monitor-secret-0123456789")
+    assert token.get("/health/detailed/").status_code in (200, 503)
+    key = Client(HTTP_HOST="acme.localhost", HTTP_X_API_KEY=make_key("acme"))
+    assert "checks" in key.get("/api/v1/health/detailed").json()
+    member = sign_in(Client(HTTP_HOST="acme.localhost"), people["acme_owner"], "acme")
+    assert member.get("/health/detailed/").status_code == 401  # an owner is no operator of the service
+
+
+def test_detailed_health_checks_storage_without_leaving_files(db, settings, tmp_path):
+    settings.FIELDWATCH_MONITORING_TOKEN = "monitor-secret-0123456789"
+    root = tmp_path / "media"
+    settings.STORAGES = settings.STORAGES | {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}}
+    }
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer monitor-secret-0123456789")
+    for _ in range(3):
+        assert client.get("/health/detailed/").json()["checks"]["storage"] == {"ok": True, "detail": "ok"}
+    assert list(root.rglob("*")) == []
+    root.rmdir()
+    root.write_text("not a folder")  # the storage broken (a volume mounted wrong)
+    assert client.get("/health/detailed/").json()["checks"]["storage"]["ok"] is False

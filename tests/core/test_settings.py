@@ -11,7 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_django(**env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "SECRET_KEY_FILE"}} | env
     code = "import django; django.setup(); print('started')"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ | {"DJANGO_SETTINGS_MODULE": "portal.settings"}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environ | {"DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_production_refuses_a_missing_secret_key():

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from helpers import unchanged
 
 from portal.audit.models import AuditLog
 from portal.facilities.topics import decode, store
@@ -20,7 +21,15 @@ def reject_out_of_range():
         now = timezone.now()
         store([decode("tenants/acme/devices/probe/sensors/t", b'{"value": 10}', now)])
         set_maximum(50)
-        store([decode("tenants/acme/devices/probe/sensors/t", f'{{"value": 80, "timestamp": "{(now - timedelta(minutes=1)).isoformat()}"}}'.encode(), now)])
+        store(
+            [
+                decode(
+                    "tenants/acme/devices/probe/sensors/t",
+                    f'{{"value": 80, "timestamp": "{(now - timedelta(minutes=1)).isoformat()}"}}'.encode(),
+                    now,
+                )
+            ]
+        )
         return DeadLetter.objects.get(reason="out_of_range")
 
 
@@ -32,7 +41,7 @@ def test_admins_see_dead_letters_with_filters_and_csv(as_acme):
     body = b"".join(client.get("/dead-letters/?reason=out_of_range&export=csv").streaming_content).decode()
     assert body.splitlines()[0] == "received_at,source,reason,detail,topic,payload,replayed_at"
     assert len(body.strip().splitlines()) == 2 and "out_of_range" in body
-    assert as_acme("acme_operator").get("/dead-letters/").status_code == 403
+    assert as_acme("acme_viewer").get("/dead-letters/").status_code == 403
 
 
 def test_replay_after_a_fix_stores_the_reading(as_acme):
@@ -58,7 +67,9 @@ def test_replay_that_still_fails_makes_a_new_dead_letter(as_acme):
 
 def test_replay_ignores_other_tenants_and_bad_ids(as_acme):
     with schema_context("globex"):
-        foreign = DeadLetter.objects.create(source="mqtt", topic="tenants/globex/devices/d/sensors/s", payload="1", reason="x")
+        foreign = DeadLetter.objects.create(
+            source="mqtt", topic="tenants/globex/devices/d/sensors/s", payload="1", reason="x"
+        )
     response = as_acme("acme_admin").post("/dead-letters/replay/", {"ids": [str(foreign.pk), "junk"]}, follow=True)
     assert b"Select dead letters" in response.content
     with schema_context("globex"):
@@ -69,7 +80,9 @@ def test_replay_ignores_other_tenants_and_bad_ids(as_acme):
 def test_a_letter_naming_another_tenant_is_not_replayed_into_this_one(in_acme):
     from portal.facilities.topics import replay
 
-    letter = DeadLetter.objects.create(source="mqtt", topic="tenants/globex/devices/d/sensors/s", payload="5", reason="x")
+    letter = DeadLetter.objects.create(
+        source="mqtt", topic="tenants/globex/devices/d/sensors/s", payload="5", reason="x"
+    )
     from django.db import connection
 
     from portal.tenancy.models import Tenant
@@ -82,11 +95,28 @@ def test_a_letter_naming_another_tenant_is_not_replayed_into_this_one(in_acme):
 def test_telemetry_settings_page(as_acme):
     client = as_acme("acme_admin")
     assert client.get("/settings/telemetry/").status_code == 200
-    bad = client.post("/settings/telemetry/", {"raw_retention_days": 0, "future_window_seconds": 300})
+    with unchanged():
+        bad = client.post("/settings/telemetry/", {"raw_retention_days": 0, "future_window_seconds": 300})
     assert bad.status_code == 400 and b"between 1 day" in bad.content
-    ok = client.post("/settings/telemetry/", {"raw_retention_days": 30, "future_window_seconds": 60, "auto_create_sensors": "on"})
+    fields = {
+        "raw_retention_days": 30,
+        "future_window_seconds": 60,
+        "auto_create_sensors": "on",
+        "access_log_retention_days": 90,
+        "dead_letter_retention_days": 14,
+    }
+    too_short = client.post("/settings/telemetry/", fields | {"online_window_seconds": 5})
+    assert too_short.status_code == 400 and b"Between 30 seconds and a day" in too_short.content
+    ok = client.post("/settings/telemetry/", fields | {"online_window_seconds": 600, "reprovision_by_mac": "on"})
     assert ok.status_code == 302
     with schema_context("acme"):
         assert TelemetrySettings.current().raw_retention_days == 30
+        assert TelemetrySettings.current().dead_letter_retention_days == 14
+        assert (
+            TelemetrySettings.current().online_window_seconds == 600 and TelemetrySettings.current().reprovision_by_mac
+        )
         assert AuditLog.objects.get(action="telemetry_settings.updated").changes["raw_retention_days"] == [90, 30]
-    assert as_acme("acme_operator").get("/settings/telemetry/").status_code == 403
+    operator = as_acme("acme_operator")
+    assert operator.get("/settings/telemetry/").status_code == 403
+    with unchanged():
+        assert operator.post("/settings/telemetry/", {"raw_retention_days": 5}).status_code == 403

@@ -18,7 +18,7 @@ def test_it_shows_the_facts_of_the_device(as_acme, make_device, frozen):
     response = as_acme("acme_viewer").get(url(device))
     assert response.status_code == 200
     facts = response.content.decode()
-    for text in ("gw-roof", "Roof gateway", "Controller", "AA:BB:CC:00:00:01", "2.1", "Online", "5\xa0minutes ago"):
+    for text in ("gw-roof", "Roof gateway", "Controller", "AA:BB:CC:00:00:01", "2.1", ">online<", "3 minutes ago"):
         assert text in facts
 
 
@@ -36,7 +36,13 @@ def test_each_sensor_shows_its_latest_value_freshness_and_range(as_acme, make_de
     assert rows["temp"].fresh is False and rows["hum"].fresh is True  # 20 minutes old vs 2
     assert rows["co2"].value is None
     html = response.content.decode()
-    assert "Supply air" in html and "21.25" in html and "stale" in html and "-40.0 to 85.0 °C" in html and "no data" in html
+    assert (
+        "Supply air" in html
+        and "21.25" in html
+        and "stale" in html
+        and "-40.0 to 85.0 °C" in html
+        and "no data" in html
+    )
 
 
 def test_each_sensor_links_to_the_explorer_prefilled(as_acme, make_device, frozen):
@@ -78,3 +84,39 @@ def test_query_count_does_not_grow_with_sensors(as_acme, make_device, frozen, dj
 @pytest.mark.parametrize("path", ["/devices/abc/", "/devices/-1/"])
 def test_a_malformed_id_is_404(as_acme, in_acme, path):
     assert as_acme("acme_viewer").get(path).status_code == 404
+
+
+def test_a_telemetry_gateway_is_not_offered_registration_or_usage_events(as_acme, make_device, frozen):
+    device = make_device("gw-mqtt", kind="gateway")
+    html = as_acme("acme_admin").get(url(device)).content.decode()
+    for text in ("Unregistered", "Register device", "usage events", "Last handshake", 'data-testid="registration"'):
+        assert text not in html, text
+    assert "Rotate token" in html  # it may still post over HTTP with a token
+
+
+def test_a_counting_device_says_whether_it_is_registered(as_acme, make_device, frozen):
+    device = make_device("ctr-1", kind="counter")
+    html = as_acme("acme_admin").get(url(device)).content.decode()
+    assert "Unregistered" in html and "Register device" in html and "No usage events yet" in html
+    handshaken = make_device("gw-http", kind="gateway", last_handshake_at=NOW)
+    assert "Register device" in as_acme("acme_admin").get(url(handshaken)).content.decode()
+
+
+def test_a_locks_mqtt_password_is_its_device_key_not_a_secret_of_the_device_page(as_acme, in_acme):
+    from lock_builders import make_lock
+
+    from telemetry.models import MqttCredential
+
+    lock = make_lock("SIDE-DOOR")
+    key = lock.device.issue_token()
+    lock.device.save()
+    credential = MqttCredential.objects.get(device=lock.device)
+    assert credential.username == "acme.SIDE-DOOR" and credential.matches(key)
+    client = as_acme("acme_operator")
+    page = client.get(url(lock.device))
+    assert 'data-testid="lock-mqtt-note"' in page.content.decode()
+    assert f"/devices/{lock.device.pk}/mqtt/issue/" not in page.content.decode()
+    response = client.post(f"/devices/{lock.device.pk}/mqtt/issue/", follow=True)
+    assert "its MQTT password is its device key" in response.content.decode()
+    credential.refresh_from_db()
+    assert credential.matches(key)  # the key still opens the broker: no random secret replaced it

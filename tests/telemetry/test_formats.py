@@ -13,9 +13,14 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def test_senml_records_with_base_name_and_time():
-    payload = b'[{"bn":"F8033201","bt":1763640000,"bu":"Cel"},{"n":"temp","v":21.5},{"n":"rh","u":"%RH","v":40,"t":-60}]'
+    payload = (
+        b'[{"bn":"F8033201","bt":1763640000,"bu":"Cel"},{"n":"temp","v":21.5},{"n":"rh","u":"%RH","v":40,"t":-60}]'
+    )
     readings = parse_asset_payload(payload, topic="t", now=NOW)
-    assert [(r.device, r.sensor, r.value, r.unit) for r in readings] == [("F8033201", "temp", 21.5, "Cel"), ("F8033201", "rh", 40, "%RH")]
+    assert [(r.device, r.sensor, r.value, r.unit) for r in readings] == [
+        ("F8033201", "temp", 21.5, "Cel"),
+        ("F8033201", "rh", 40, "%RH"),
+    ]
     assert readings[0].ts == datetime.fromtimestamp(1763640000, tz=UTC)
     assert readings[1].ts == readings[0].ts - timedelta(seconds=60)
     assert readings[0].raw == payload.decode()
@@ -34,7 +39,9 @@ def test_plain_json_object():
 
 
 def test_sensor_topic_payloads():
-    reading = parse_sensor_payload(b'{"value": 23.5, "unit": "C", "timestamp": "2026-11-20T10:30:00+01:00"}', "esp32", "temp_001", now=NOW)
+    reading = parse_sensor_payload(
+        b'{"value": 23.5, "unit": "C", "timestamp": "2026-11-20T10:30:00+01:00"}', "esp32", "temp_001", now=NOW
+    )
     assert (reading.value, reading.unit, reading.ts) == (23.5, "C", datetime(2026, 11, 20, 9, 30, tzinfo=UTC))
     bare = parse_sensor_payload(b"17.25", "esp32", "temp_001", now=NOW)
     assert (bare.value, bare.ts) == (17.25, NOW)
@@ -68,3 +75,19 @@ def test_timestamps():
     for bad in (True, float("nan"), "noon", 1e30):
         with pytest.raises(FormatError):
             parse_timestamp(bad)
+
+
+def test_a_time_with_an_offset_is_the_same_instant_in_utc():
+    # Python reads offsets up to ±23:59, PostgreSQL stores up to ±15:59, real zones stay within
+    # ±14:00 (issue 11: refused beyond it; found by the OpenAPI fuzz: a 500 on stats?to=…+18:03)
+    moment = parse_timestamp("2026-11-20T23:30:00+14:00")
+    assert moment.utcoffset() == timedelta(0) and moment == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert parse_timestamp("2026-11-20T13:30:00+01:30") == NOW
+    with pytest.raises(FormatError, match="±14:00"):
+        parse_timestamp("4332-08-02T17:12:10+18:03")
+
+
+def test_a_time_outside_1970_to_2100_is_refused():
+    for value in ("9999-12-31T23:59:00-12:00", "0001-01-01T00:00:00Z", 253402300799):
+        with pytest.raises(FormatError, match="1970"):
+            parse_timestamp(value)

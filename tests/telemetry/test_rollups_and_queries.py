@@ -11,11 +11,16 @@ from telemetry.rollups import roll_up
 
 def history(hours=30, per_hour=12, sensor="temp", seed=1):
     rng = random.Random(seed)
-    return [reading(sensor=sensor, value=round(rng.uniform(-5, 30), 2), minutes=m) for m in range(1, hours * 60, 60 // per_hour)]
+    return [
+        reading(sensor=sensor, value=round(rng.uniform(-5, 30), 2), minutes=m)
+        for m in range(1, hours * 60, 60 // per_hour)
+    ]
 
 
 def rollup_rows():
-    return sorted(HourlyRollup.objects.values_list("sensor_id", "bucket", "count", "sum", "min", "max", "last_value", "last_ts")), sorted(
+    return sorted(
+        HourlyRollup.objects.values_list("sensor_id", "bucket", "count", "sum", "min", "max", "last_value", "last_ts")
+    ), sorted(
         DailyRollup.objects.values_list("sensor_id", "bucket", "count", "sum", "min", "max", "last_value", "last_ts")
     )
 
@@ -40,7 +45,9 @@ def test_rollup_twice_gives_the_same_rows(in_acme):
     from telemetry.models import DirtyHour
 
     sensor_id = Sensor.objects.get().pk
-    DirtyHour.objects.bulk_create([DirtyHour(sensor_id=sensor_id, bucket=b) for _, b, *_ in first[0]])  # force a full recompute
+    DirtyHour.objects.bulk_create(
+        [DirtyHour(sensor_id=sensor_id, bucket=b) for _, b, *_ in first[0]]
+    )  # force a full recompute
     roll_up()
     assert rollup_rows() == first
     assert sum(row[2] for row in first[0]) == Reading.objects.count() == sum(row[2] for row in first[1])
@@ -64,20 +71,28 @@ def test_hourly_and_daily_aggregates_mixing_rollups_and_tail_equal_raw(in_acme):
     ingest(history(hours=50), source="mqtt", now=NOW)
     roll_up()
     # fresh readings after the rollup: in the open tail and a late one in a closed hour
-    ingest([reading(value=77, minutes=0), reading(value=-3, ts=NOW - timedelta(hours=30, minutes=1, seconds=7))], source="mqtt", now=NOW)
+    ingest(
+        [reading(value=77, minutes=0), reading(value=-3, ts=NOW - timedelta(hours=30, minutes=1, seconds=7))],
+        source="mqtt",
+        now=NOW,
+    )
     start, end = NOW - timedelta(days=3), NOW + timedelta(minutes=1)
     hourly = aggregate(Sensor.objects.values_list("pk", flat=True), start, end, "1h", now=NOW)
     assert as_dict(hourly.rows) == raw_buckets(lambda ts: ts.replace(minute=0, second=0, microsecond=0))
     daily = aggregate(Sensor.objects.values_list("pk", flat=True), start, end, "1d", now=NOW)
     assert as_dict(daily.rows) == raw_buckets(lambda ts: ts.replace(hour=0, minute=0, second=0, microsecond=0))
     five = aggregate(Sensor.objects.values_list("pk", flat=True), start, end, "5m", now=NOW)
-    assert as_dict(five.rows) == raw_buckets(lambda ts: ts.replace(minute=ts.minute - ts.minute % 5, second=0, microsecond=0))
+    assert as_dict(five.rows) == raw_buckets(
+        lambda ts: ts.replace(minute=ts.minute - ts.minute % 5, second=0, microsecond=0)
+    )
 
 
 def test_combined_aggregate_across_sensors(in_acme):
     ingest(history(sensor="a", seed=1) + history(sensor="b", seed=2), source="mqtt", now=NOW)
     roll_up()
-    points = aggregate(Sensor.objects.values_list("pk", flat=True), NOW - timedelta(days=2), NOW, "1h", combine=True, now=NOW).rows
+    points = aggregate(
+        Sensor.objects.values_list("pk", flat=True), NOW - timedelta(days=2), NOW, "1h", combine=True, now=NOW
+    ).rows
     assert all(p.sensor_id is None for p in points)
     assert sum(p.count for p in points) == Reading.objects.count()
 
@@ -97,3 +112,78 @@ def test_latest_values(in_acme):
     ingest(history(sensor="a") + history(sensor="b"), source="mqtt", now=NOW)
     latest = latest_values(Sensor.objects.values_list("pk", flat=True))
     assert {ts for ts, _ in latest.values()} == {NOW - timedelta(minutes=1)}
+
+
+def test_each_sensors_series_in_one_query_equals_its_own_query(in_acme, django_assert_num_queries):
+    from telemetry.queries import aggregate_each, raw_readings_each
+
+    ingest(history(hours=40) + history(hours=20, sensor="rh", seed=2), source="mqtt", now=NOW)
+    roll_up()
+    ingest(history(hours=3, per_hour=5, seed=3), source="mqtt", now=NOW)  # a raw tail on top of the rollups
+    ids = list(Sensor.objects.order_by("key").values_list("pk", flat=True)) + [10**9]  # and a sensor with no data
+    start, end = NOW - timedelta(hours=48), NOW + timedelta(hours=1)
+    for bucket, limit in (("1h", 2000), ("1h", 7), ("1d", 2000), ("5m", 50)):
+        with django_assert_num_queries(2 if bucket in ("1h", "1d") else 1):
+            each = aggregate_each(ids, start, end, bucket, now=NOW, limit=limit)
+        for sensor_id in ids:
+            alone = aggregate([sensor_id], start, end, bucket, now=NOW, limit=limit)
+            # the same points (a rollup's sum and the raw one may differ in the last bit: avg is rounded)
+            assert as_dict(each[sensor_id].rows) == as_dict(alone.rows), (bucket, limit)
+            assert [p.bucket for p in each[sensor_id].rows] == [p.bucket for p in alone.rows]
+            assert each[sensor_id].capped == alone.capped
+    assert aggregate_each(ids, start, end, "1h", now=NOW, limit=7)[ids[0]].capped
+    for limit in (10_000, 5):
+        each = raw_readings_each(ids, start, end, limit=limit)
+        for sensor_id in ids:
+            alone = raw_readings([sensor_id], start, end, limit=limit)
+            assert (each[sensor_id].rows, each[sensor_id].capped) == (alone.rows, alone.capped)
+
+
+def test_points_load_as_utc_datetimes_and_floats_and_the_query_log_shows_runnable_sql(in_acme):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ingest(history(hours=30), source="mqtt", now=NOW)
+    roll_up()
+    ids = list(Sensor.objects.values_list("pk", flat=True))
+    with CaptureQueriesContext(connection) as log:
+        points = aggregate(ids, NOW - timedelta(days=2), NOW, "1h", now=NOW).rows
+    assert points and all(p.bucket.utcoffset() == timedelta(0) for p in points)
+    assert all(isinstance(v, float) for p in points for v in (p.avg, p.min, p.max, p.last))
+    assert all(type(p.count) is int and p.sensor_id == ids[0] for p in points)
+    # the logged SQL has its parameters in (a binary, server-bound cursor would log $1 placeholders)
+    logged = log.captured_queries[-1]["sql"]
+    with connection.cursor() as cursor:
+        cursor.execute(logged)
+        assert len(cursor.fetchall()) == len(points)
+
+
+def test_todays_daily_point_reads_its_rolled_up_hours_and_only_the_open_hour_raw(in_acme):
+    ingest(history(hours=30), source="mqtt", now=NOW)
+    roll_up()
+    ingest([reading(value=55.5, minutes=0)], source="mqtt", now=NOW)  # the open hour
+    sensor_ids = list(Sensor.objects.values_list("pk", flat=True))
+    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = raw_buckets(lambda ts: ts.replace(hour=0, minute=0, second=0, microsecond=0))[(sensor_ids[0], day)]
+    # the raw readings of today's closed hours go (as a purge would take them): the point is unchanged,
+    # so it was made of those hours' rollups, and the open hour's raw reading is in it
+    Reading.objects.filter(ts__gte=day, ts__lt=NOW.replace(minute=0, second=0, microsecond=0)).delete()
+    for combine in (False, True):
+        (point,) = aggregate(sensor_ids, day, NOW, "1d", now=NOW, combine=combine).rows
+        assert (round(point.avg, 9), point.min, point.max, point.last, point.count) == today
+        assert point.last == 55.5
+
+
+def test_points_come_in_the_same_order_whether_or_not_the_cap_could_bite(in_acme):
+    ingest(history(sensor="a", seed=1) + history(sensor="b", seed=2, hours=20), source="mqtt", now=NOW)
+    roll_up()
+    ingest([reading(sensor="a", value=1.5, minutes=0)], source="mqtt", now=NOW)  # a raw tail
+    ids = list(Sensor.objects.values_list("pk", flat=True))
+    start, end = NOW - timedelta(days=2), NOW + timedelta(minutes=1)
+    for bucket, combine in (("1h", False), ("1h", True), ("1d", False), ("5m", False)):
+        free = aggregate(ids, start, end, bucket, now=NOW, combine=combine)  # the cap cannot bite: no SQL sort
+        assert not free.capped and free.rows
+        # a limit below the possible points (sensors × buckets) but above the actual: the ORDER BY … LIMIT query
+        tight = aggregate(ids, start, end, bucket, now=NOW, combine=combine, limit=len(free.rows))
+        assert not tight.capped and tight.rows == free.rows, (bucket, combine)
+        assert [p.bucket for p in free.rows] == sorted(p.bucket for p in free.rows)

@@ -1,9 +1,12 @@
 import pytest
+from helpers import unchanged
 
 from portal.tenancy.models import Membership, Role
 
 
-@pytest.mark.parametrize("persona, status", [("acme_viewer", 403), ("acme_operator", 403), ("acme_admin", 200), ("acme_owner", 200)])
+@pytest.mark.parametrize(
+    "persona, status", [("acme_viewer", 403), ("acme_operator", 403), ("acme_admin", 200), ("acme_owner", 200)]
+)
 def test_only_admins_manage_members(as_acme, persona, status):
     assert as_acme(persona).get("/members/").status_code == status
 
@@ -32,22 +35,27 @@ def test_admin_changes_a_role_and_it_is_audited(as_acme, acme, people):
 
 def test_admin_cannot_make_an_owner(as_acme, acme, people):
     target = Membership.objects.get(tenant=acme, user=people["acme_viewer"])
-    as_acme("acme_admin").post(f"/members/{target.pk}/role/", {"role": "owner"})
+    client = as_acme("acme_admin")
+    with unchanged():
+        client.post(f"/members/{target.pk}/role/", {"role": "owner"})
     target.refresh_from_db()
     assert target.role == Role.VIEWER
 
 
 def test_admin_cannot_touch_an_owner(as_acme, acme, people):
     owner = Membership.objects.get(tenant=acme, user=people["acme_owner"])
-    assert as_acme("acme_admin").post(f"/members/{owner.pk}/remove/").status_code == 403
+    client = as_acme("acme_admin")
+    with unchanged():
+        assert client.post(f"/members/{owner.pk}/remove/").status_code == 403
     assert Membership.objects.filter(pk=owner.pk).exists()
 
 
 def test_the_last_owner_cannot_be_removed_or_demoted(as_acme, acme, people):
     owner = Membership.objects.get(tenant=acme, user=people["acme_owner"])
     client = as_acme("acme_owner")
-    client.post(f"/members/{owner.pk}/remove/")
-    client.post(f"/members/{owner.pk}/role/", {"role": "admin"})
+    with unchanged():
+        client.post(f"/members/{owner.pk}/remove/")
+        client.post(f"/members/{owner.pk}/role/", {"role": "admin"})
     owner.refresh_from_db()
     assert owner.role == Role.OWNER
     messages = [str(m) for m in client.get("/members/").context["messages"]]
@@ -63,7 +71,9 @@ def test_owner_removes_a_member(as_acme, acme, people):
 
 def test_viewer_cannot_change_roles(as_acme, acme, people):
     target = Membership.objects.get(tenant=acme, user=people["acme_operator"])
-    assert as_acme("acme_viewer").post(f"/members/{target.pk}/role/", {"role": "admin"}).status_code == 403
+    client = as_acme("acme_viewer")
+    with unchanged():
+        assert client.post(f"/members/{target.pk}/role/", {"role": "admin"}).status_code == 403
     target.refresh_from_db()
     assert target.role == Role.OPERATOR
 

@@ -18,12 +18,19 @@ class Command(BaseCommand):
     help = "Run the MQTT bridge: subscribe to telemetry topics, write readings, ack after commit."
 
     def add_arguments(self, parser):
-        parser.add_argument("--client-id", default=f"fieldwatch-bridge-{socket.gethostname()}",
-                            help="stable MQTT client id: the broker keeps this client's session and queue")
-        parser.add_argument("--share-group", default="", help="subscribe through $share/NAME/ so bridges split one stream (MQTT 5)")
+        parser.add_argument(
+            "--client-id",
+            default=f"fieldwatch-bridge-{socket.gethostname()}",
+            help="stable MQTT client id: the broker keeps this client's session and queue",
+        )
+        parser.add_argument(
+            "--share-group", default="", help="subscribe through $share/NAME/ so bridges split one stream (MQTT 5)"
+        )
         parser.add_argument("--batch-size", type=int, default=5000, help="flush after this many readings")
         parser.add_argument("--max-age", type=float, default=0.2, help="flush a batch this many seconds old")
-        parser.add_argument("--receive-maximum", type=int, default=20000, help="unacknowledged messages the broker may send")
+        parser.add_argument(
+            "--receive-maximum", type=int, default=20000, help="unacknowledged messages the broker may send"
+        )
         parser.add_argument("--url", help="broker URL (default: MQTT_URL)")
         parser.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default: MQTT_PROTOCOL)")
 
@@ -32,27 +39,32 @@ class Command(BaseCommand):
         if options["share_group"] and not broker.v5:
             raise CommandError("--share-group needs MQTT 5 (MQTT_PROTOCOL=5)")
         if options["receive_maximum"] < options["batch_size"]:
-            raise CommandError("--receive-maximum must cover --batch-size: the broker stops sending until a batch is acked")
+            raise CommandError(
+                "--receive-maximum must cover --batch-size: the broker stops sending until a batch is acked"
+            )
         self.shutdown = self.shutdown_forced = False
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
-        bridge = Bridge(broker, Options(options["client_id"], options["batch_size"], options["max_age"],
-                                        options["share_group"], options["receive_maximum"]))
+        bridge = Bridge(
+            broker,
+            Options(
+                options["client_id"],
+                options["batch_size"],
+                options["max_age"],
+                options["share_group"],
+                options["receive_maximum"],
+            ),
+        )
         bridge.start()
         next_report = time.monotonic() + STATUS_EVERY
         while not self.shutdown:
-            bridge.collect(timeout=min(bridge.options.max_age, 0.1))
-            if bridge.due() and not bridge.flush():
-                time.sleep(1)  # the database is away: keep the batch, do not spin
+            bridge.step(timeout=min(bridge.options.max_age, 0.1))
             if time.monotonic() >= next_report:
                 close_old_connections()
                 bridge.report()
                 next_report = time.monotonic() + STATUS_EVERY
         # stop taking messages; store and ack what we hold; the broker keeps the rest for us
-        while not bridge.flush():
-            time.sleep(1)
-            if self.shutdown_forced:
-                break
+        bridge.drain(forced=lambda: self.shutdown_forced)
         bridge.report()
         bridge.stop()
         log.info("bridge stopped: %s", bridge.totals.line())

@@ -4,27 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ProcessHeartbeat',
+            name="ProcessHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='kind:identity, e.g. bridge:fieldwatch-bridge-host1', max_length=150, unique=True)),
-                ('kind', models.CharField(max_length=30)),
-                ('host', models.CharField(blank=True, max_length=150)),
-                ('pid', models.PositiveIntegerField(null=True)),
-                ('started_at', models.DateTimeField()),
-                ('beat_at', models.DateTimeField(db_index=True)),
-                ('stats', models.JSONField(default=dict)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="kind:identity, e.g. bridge:fieldwatch-bridge-host1", max_length=150, unique=True
+                    ),
+                ),
+                ("kind", models.CharField(max_length=30)),
+                ("host", models.CharField(blank=True, max_length=150)),
+                ("pid", models.PositiveIntegerField(null=True)),
+                ("started_at", models.DateTimeField()),
+                ("beat_at", models.DateTimeField(db_index=True)),
+                ("stats", models.JSONField(default=dict)),
             ],
             options={
-                'ordering': ['kind', 'name'],
+                "ordering": ["kind", "name"],
             },
         ),
     ]

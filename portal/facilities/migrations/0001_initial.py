@@ -7,72 +7,121 @@ import portal.facilities.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('telemetry', '0001_initial'),
+        ("telemetry", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tag', models.CharField(help_text="The asset's tag, as on its label and in MQTT topics (e.g. CHILLER-001).", max_length=64)),
-                ('name', models.CharField(blank=True, max_length=150)),
-                ('type', models.CharField(choices=[('chiller', 'Chiller'), ('ahu', 'Air handling unit'), ('freezer', 'Freezer'), ('cold_room', 'Cold room'), ('boiler', 'Boiler'), ('pump', 'Pump'), ('other', 'Other')], default='other', max_length=20)),
-                ('status', models.CharField(choices=[('operational', 'Operational'), ('maintenance', 'In maintenance'), ('fault', 'Fault'), ('decommissioned', 'Decommissioned')], default='operational', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "tag",
+                    models.CharField(
+                        help_text="The asset's tag, as on its label and in MQTT topics (e.g. CHILLER-001).",
+                        max_length=64,
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=150)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("chiller", "Chiller"),
+                            ("ahu", "Air handling unit"),
+                            ("freezer", "Freezer"),
+                            ("cold_room", "Cold room"),
+                            ("boiler", "Boiler"),
+                            ("pump", "Pump"),
+                            ("other", "Other"),
+                        ],
+                        default="other",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("operational", "Operational"),
+                            ("maintenance", "In maintenance"),
+                            ("fault", "Fault"),
+                            ("decommissioned", "Decommissioned"),
+                        ],
+                        default="operational",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['site__name', 'tag'],
+                "ordering": ["site__name", "tag"],
             },
         ),
         migrations.CreateModel(
-            name='Site',
+            name="Site",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=150, unique=True)),
-                ('address', models.CharField(blank=True, max_length=300)),
-                ('time_zone', models.CharField(default='UTC', max_length=64, validators=[portal.facilities.models.validate_time_zone])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=150, unique=True)),
+                ("address", models.CharField(blank=True, max_length=300)),
+                (
+                    "time_zone",
+                    models.CharField(
+                        default="UTC", max_length=64, validators=[portal.facilities.models.validate_time_zone]
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='DeviceBinding',
+            name="DeviceBinding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bound_at', models.DateTimeField(auto_now_add=True)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bindings', to='facilities.asset')),
-                ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='binding', to='telemetry.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("bound_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="bindings", to="facilities.asset"
+                    ),
+                ),
+                (
+                    "device",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="binding", to="telemetry.device"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['device__device_id'],
+                "ordering": ["device__device_id"],
             },
         ),
         migrations.AddField(
-            model_name='asset',
-            name='site',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assets', to='facilities.site'),
+            model_name="asset",
+            name="site",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="assets", to="facilities.site"
+            ),
         ),
         migrations.AddIndex(
-            model_name='asset',
-            index=models.Index(fields=['type', 'tag'], name='asset_type_tag'),
+            model_name="asset",
+            index=models.Index(fields=["type", "tag"], name="asset_type_tag"),
         ),
         migrations.AddIndex(
-            model_name='asset',
-            index=models.Index(fields=['status', 'tag'], name='asset_status_tag'),
+            model_name="asset",
+            index=models.Index(fields=["status", "tag"], name="asset_status_tag"),
         ),
         migrations.AddIndex(
-            model_name='asset',
-            index=models.Index(fields=['tag'], name='asset_tag'),
+            model_name="asset",
+            index=models.Index(fields=["tag"], name="asset_tag"),
         ),
         migrations.AddConstraint(
-            model_name='asset',
-            constraint=models.UniqueConstraint(fields=('site', 'tag'), name='asset_unique_site_tag'),
+            model_name="asset",
+            constraint=models.UniqueConstraint(fields=("site", "tag"), name="asset_unique_site_tag"),
         ),
     ]

@@ -6,18 +6,16 @@ so `make run` can show them again. Apps add their own demo data in a `demo.py` m
 `seed_tenant(tenant, log)` function, run inside the tenant's schema.
 """
 
-import importlib
-import importlib.util
 import os
 import secrets
 
 from allauth.account.models import EmailAddress
-from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tenants.utils import schema_context
 
 from portal.accounts.models import User
+from portal.core.discovery import app_modules
 from portal.tenancy.models import Membership, Role, Tenant
 from portal.tenancy.provisioning import create_tenant
 
@@ -77,12 +75,9 @@ class Command(BaseCommand):
         return user, raw
 
     def seed_apps(self, tenant: Tenant) -> None:
-        for app in apps.get_app_configs():
-            module_name = f"{app.name}.demo"
-            if importlib.util.find_spec(module_name) is None:
-                continue
+        for module in app_modules("demo"):
             with schema_context(tenant.schema_name):
-                importlib.import_module(module_name).seed_tenant(tenant, self.stdout.write)
+                module.seed_tenant(tenant, self.stdout.write)
 
     def report(self, new_logins) -> None:
         if not new_logins:

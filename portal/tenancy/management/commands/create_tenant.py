@@ -22,4 +22,6 @@ class Command(BaseCommand):
         data = form.cleaned_data
         tenant = create_tenant(data["name"], data["slug"], owner=data["owner_email"])
         seconds = time.monotonic() - started
-        self.stdout.write(f"created {tenant.slug} (schema {tenant.schema_name}) at {tenant.primary_domain()} in {seconds:.2f}s")
+        self.stdout.write(
+            f"created {tenant.slug} (schema {tenant.schema_name}) at {tenant.primary_domain()} in {seconds:.2f}s"
+        )

@@ -6,6 +6,7 @@ migration; keeping it current here means no deployment (or test database) can fo
 
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
 from django_tenants.utils import schema_exists
@@ -17,6 +18,11 @@ class Command(MigrateSchemasCommand):
         full_run = not options.get("schema_name") and not options.get("app_label") and not options.get("plan")
         if full_run and not options.get("tenant"):
             ensure_public_tenant()
+            connection.set_schema_to_public()
+            # the database cache's table, whichever cache this process uses: another may use it
+            call_command("createcachetable", settings.CACHE_BACKENDS["database"][1], verbosity=0)
+        if full_run:
+            refuse_tenants_on_reserved_schemas()
         if full_run and not options.get("shared"):
             migrate_template(verbosity=options.get("verbosity", 1))
 
@@ -29,6 +35,18 @@ def ensure_public_tenant() -> None:
         schema_name=settings.PUBLIC_SCHEMA_NAME, defaults={"name": "Fieldwatch", "slug": "public"}
     )
     Domain.objects.update_or_create(tenant=public, is_primary=True, defaults={"domain": settings.BASE_DOMAIN})
+
+
+def refuse_tenants_on_reserved_schemas() -> None:
+    """A customer tenant on the template (or a system schema) would be cloned into every new tenant."""
+    from portal.tenancy.models import Tenant, schema_is_reserved
+
+    adopted = [t.slug for t in Tenant.objects.customers() if schema_is_reserved(t.schema_name)]
+    if adopted:
+        raise CommandError(
+            f"tenants {', '.join(adopted)} own a reserved schema (the template, public or a system schema): "
+            "move their data out and delete them before creating any other tenant"
+        )
 
 
 def migrate_template(verbosity: int = 1) -> None:
