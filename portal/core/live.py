@@ -23,24 +23,24 @@ The cursor is whatever the endpoint can compare cheaply: the newest reading's ti
 `live.since()` parses it), a row's updated_at, a count, the dashboard's section versions
 (portal.core.overview). A poll must cost a constant number of queries whatever the tenant's
 size; bench/pages.py prints each poll's, with its milliseconds. At 10,000 assets and 10.9 M
-readings (`nice -n 10 bench/pages.py`, median of 15; the wall clock holds the waits for one of
-the shared 2 cores, CPU is this process's alone), at load averages 5.2 and 17.5:
+readings (`bench/pages.py`, median of 15; the wall clock holds the database's time and any wait
+for one of the shared 2 cores, CPU is this process's alone), on a calm machine (load 0.8):
 
-    poll                            queries   wall ms (5.2 / 17.5)   CPU ms   (small tenant: same queries)
-    asset page, nothing new (204)       4        4.5 / 13.8            3.5
-    asset page, new readings            9       11.7 / 37.1            8.8
-    device page, nothing new            4        3.5 / 15.6 (6 q.)     2.8
-    device page, new readings           7        8.6 / 24.6 (6 q.)     6.6
-    dashboard, nothing moved            4        4.9 / 18.8            3.6
-    dashboard, a device seen            8       15.8 / 47.3            9.8    (its cards, key sensors' rows)
-    navigation alert count, same        4        4.1 /  8.2            2.9
-    navigation alert count, changed     4        4.9 /  8.6            3.2
+    poll                            queries   wall ms   CPU ms
+    asset page, nothing new (204)       4        3.5      2.8
+    asset page, new readings            9        9.0      7.0
+    device page, nothing new            4        2.8      2.2
+    device page, new readings           7        6.4      5.4
+    dashboard, nothing moved            4        3.9      3.1
+    dashboard, a device seen            7        9.2      5.8    (its cards, key sensors' rows)
+    navigation alert count, same        4        2.9      2.5
+    navigation alert count, changed     4        3.0      2.6
 
-Three of each poll's queries are the session, the user and the membership, as for any page.
-"(6 q.)": the run at 17.5 was before the device page's idle check became one query. Under 10 ms
-and a constant count hold for the idle polls (most polls) at a calm load; a poll that has news
-to render (the asset page's rows and chart points, the dashboard's cards and key sensor rows)
-costs 7-10 ms of CPU.
+The same queries at 100 assets. Three of each poll's queries are the session, the user and the
+membership, as for any page. Every poll is under 10 ms; a poll that has news to render (the
+asset page's rows and chart points, the dashboard's cards and up to 60 key sensor rows) is near
+it, and on a loaded machine the wall clock of all of them grows with the wait for a core (at a
+load average of 17.5 the asset page's poll with news took 37 ms).
 
 Why polling and not server-sent events (bench/live.py, 2 cores, PostgreSQL on the same machine,
 gunicorn gthread 2 workers × 16 threads as in production, nginx in front):

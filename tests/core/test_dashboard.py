@@ -273,3 +273,28 @@ def test_a_key_sensor_row_escapes_what_people_typed_and_links_its_asset():
     assert "Supply &amp; return" in page and "6.9 °C&lt;" in page
     assert '<tr id="key-sensor-7" data-testid="key-sensor" hx-swap-oob="true">' in poll
     assert "—" in key_sensor_rows([row | {"ts": None, "value": None}])[0]
+
+
+def test_key_sensors_are_the_bound_ones_in_site_tag_key_order_with_their_newest_reading(fleet, monkeypatch):
+    """One statement lists them (portal.facilities.dashboard.KEY_SENSORS_SQL): a key sensor of an
+    unbound device is left out, one without a reading yet is listed without a value, and no more
+    than KEY_SENSORS_LISTED come back."""
+    from portal.facilities import dashboard
+
+    report("gw-loose", "loose", 1.0, on_dashboard=True)  # a key sensor, but on no asset
+    with schema_context("acme"):
+        device = Device.objects.get(device_id="gw-north")
+        Sensor.objects.create(device=device, key="return_temp", unit="°C", on_dashboard=True)  # no reading yet
+        rows = dashboard.key_sensors()
+        assert [(row["site"].name, row["tag"], row["label"]) for row in rows] == [
+            ("North plant", "CHILLER-001", "return_temp"),
+            ("North plant", "CHILLER-001", "supply_temp"),
+            ("South plant", "FRZ-01", "cabinet"),
+        ]
+        assert rows[0]["ts"] is None and rows[0]["value"] is None
+        assert rows[1]["value"] == 6.456 and rows[1]["precision"] == 1 and rows[1]["asset_pk"] == fleet["chiller"].pk
+        with CaptureQueriesContext(connection) as captured:
+            dashboard.key_sensors()
+        assert len(captured) == 1
+        monkeypatch.setattr(dashboard, "KEY_SENSORS_LISTED", 2)
+        assert [row["label"] for row in dashboard.key_sensors()] == ["return_temp", "supply_temp"]
