@@ -4,24 +4,49 @@ import socket
 from urllib.parse import urlparse
 
 
-def ensure_database(url: str) -> None:
-    """CREATE DATABASE when the bench database does not exist yet."""
+def ensure_database(url: str) -> bool:
+    """CREATE DATABASE when the bench database does not exist yet; True when this call made it."""
     import psycopg
     from psycopg import sql
 
     name = urlparse(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(admin_url(url), autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None:
+            return False
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
 
 
-def use_bench_database(name: str) -> str:
+def admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def drop_database(url: str) -> None:
+    """DROP DATABASE, ending the connections still open to it (this process's, a server's)."""
+    from contextlib import suppress
+
+    import psycopg
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+    from psycopg import sql
+
+    with suppress(ImproperlyConfigured):  # Django never set up: nothing of ours is open
+        connections.close_all()
+    name = urlparse(url).path.lstrip("/")
+    with psycopg.connect(admin_url(url), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def use_bench_database(name: str, keep: bool = False) -> str:
     """Point DATABASE_URL at this bench's own database (unless one is given) and create it: every
-    bench runs on a fresh machine without set-up, and never on the development database."""
+    bench runs on a fresh machine without set-up, and never on the development database. A
+    database the bench made is dropped when it exits (unless `keep`); one it was given stays."""
+    import atexit
     import os
 
     url = os.environ.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/fieldwatch_{name}")
-    ensure_database(url)
+    if ensure_database(url) and not keep:
+        atexit.register(drop_database, url)
     return url
 
 

@@ -38,7 +38,7 @@ os.environ.setdefault("DEBUG", "1")
 
 from common import use_bench_database
 
-use_bench_database("pagesbench")
+use_bench_database("pagesbench", keep="--keep" in sys.argv)  # --again measures it later
 
 import aggregates
 from common import drop_tenants, signed_in_client
