@@ -321,6 +321,10 @@ def last_readings(sensor_id: int, n: int = 20) -> list[tuple[datetime, float]]:
         return cursor.fetchall()
 
 
+# a sensor's newest reading, by the primary key's (sensor_id, ts) order: one index probe
+NEWEST_READING = "SELECT ts, value FROM telemetry_reading WHERE sensor_id = {sensor} ORDER BY ts DESC LIMIT 1"
+
+
 def latest_values(sensors) -> dict[int, tuple[datetime, float]]:
     """{sensor id: (ts, value)} of each sensor's newest reading: one index probe per sensor.
 
@@ -337,11 +341,24 @@ def latest_values(sensors) -> dict[int, tuple[datetime, float]]:
         source, params = "unnest(%s::bigint[]) AS s(id)", [ids]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT s.id, r.ts, r.value FROM {source}
-               CROSS JOIN LATERAL (SELECT ts, value FROM telemetry_reading WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1) r""",
+            f"SELECT s.id, r.ts, r.value FROM {source} CROSS JOIN LATERAL ({NEWEST_READING.format(sensor='s.id')}) r",
             params,
         )
         return {sensor_id: (ts, value) for sensor_id, ts, value in cursor.fetchall()}
+
+
+def with_newest_readings(rows_sql: str, params, sensor_column: str, order_by: str) -> list[tuple]:
+    """Each row of `rows_sql` (a caller's query naming a sensor id in `sensor_column`), its
+    columns followed by that sensor's newest reading's ts and value (None, None before the first),
+    in `order_by` order: one statement, one index probe per row. The caller limits its rows first,
+    so the probes are for the rows it shows only."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT k.*, r.ts, r.value FROM ({rows_sql}) k"
+            f" LEFT JOIN LATERAL ({NEWEST_READING.format(sensor=f'k.{sensor_column}')}) r ON true ORDER BY {order_by}",
+            params,
+        )
+        return cursor.fetchall()
 
 
 def device_newest(device_pk: int) -> tuple[bool, datetime | None]:

@@ -7,7 +7,6 @@ those and any device seen (a new reading)."""
 
 from typing import NamedTuple
 
-from django.db import connection
 from django.db.models import Max
 from django.template.defaultfilters import floatformat
 from django.urls import reverse
@@ -20,6 +19,7 @@ from portal.core.templatetags.live import fresh_badge
 from portal.facilities.live import LATE_READINGS
 from portal.facilities.models import Asset, Site
 from portal.facilities.views import FRESH_FOR
+from telemetry import queries
 
 FAULTS_LISTED = 10
 KEY_SENSORS_LISTED = 60  # over all sites: the dashboard is a summary, the asset pages have the rest
@@ -109,34 +109,29 @@ class SiteHeading(NamedTuple):
     name: str
 
 
-# The key sensors listed (bounded, by site, asset and key) and each one's newest reading, in one
-# statement: the sensors are ordered and cut to the limit first, so the newest reading is one
-# index probe for each listed sensor only. Bindings are joined on the sensor's device id directly
-# (no join through telemetry_device): planning four tables costs less than the query runs.
+# The key sensors listed (bounded, by site, asset and key), their newest readings joined to them
+# by telemetry (queries.with_newest_readings) in the same statement: one index probe for each
+# listed sensor only. Bindings are joined on the sensor's device id directly (no join through
+# telemetry_device): planning four tables costs less than the query runs.
 KEY_SENSORS_SQL = """
-SELECT k.*, r.ts, r.value FROM (
-    SELECT s.id, s.key, s.label, s.unit, s.precision, a.id, a.tag, site.id, site.name
+    SELECT s.id AS pk, s.key, s.label, s.unit, s.precision, a.id AS asset_pk, a.tag,
+           site.id AS site_pk, site.name AS site_name
     FROM telemetry_sensor s
     JOIN facilities_devicebinding b ON b.device_id = s.device_id
     JOIN facilities_asset a ON a.id = b.asset_id
     JOIN facilities_site site ON site.id = a.site_id
     WHERE s.on_dashboard
     ORDER BY site.name, a.tag, s.key
-    LIMIT %s
-) k (pk, key, label, unit, precision, asset_pk, tag, site_pk, site_name)
-LEFT JOIN LATERAL (
-    SELECT ts, value FROM telemetry_reading WHERE sensor_id = k.pk ORDER BY ts DESC LIMIT 1
-) r ON true
-ORDER BY k.site_name, k.tag, k.key"""
+    LIMIT %s"""
 
 
 def key_sensors() -> list[dict]:
     """The key sensors listed with their latest readings, as plain values: one query for all
     sites. Plain values and rows drawn in Python, because a poll with news re-draws up to 60 of
     them and whole models and a template per row were most of its time."""
-    with connection.cursor() as cursor:
-        cursor.execute(KEY_SENSORS_SQL, [KEY_SENSORS_LISTED])
-        found = cursor.fetchall()
+    found = queries.with_newest_readings(
+        KEY_SENSORS_SQL, [KEY_SENSORS_LISTED], sensor_column="pk", order_by="k.site_name, k.tag, k.key"
+    )
     return [
         {
             "pk": pk,
